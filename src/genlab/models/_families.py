@@ -1,0 +1,1 @@
+"""Imports every family module so each registers itself. Add one line per family."""
