@@ -33,7 +33,7 @@ def model_class(name: str) -> type[GenerativeModel]:
     if name not in _MODELS:
         close = difflib.get_close_matches(name, list(_MODELS), n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ModelError(f"unknown model {name!r}.{hint} Known: {', '.join(sorted(_MODELS))}")
+        raise ModelError(f"unknown model {name!r}.{hint} Known: {', '.join(k for k in sorted(_MODELS) if not k.startswith('_'))}")
     return _MODELS[name]
 
 
@@ -42,6 +42,8 @@ def list_models() -> dict[str, str]:
     _ensure_loaded()
     out = {}
     for k, cls in sorted(_MODELS.items()):
+        if k.startswith("_"):  # test-only models
+            continue
         doc = (cls.__doc__ or "").strip().splitlines()
         out[k] = f"{doc[0] if doc else cls.__name__} [log_prob: {cls.likelihood}]"
     return out
