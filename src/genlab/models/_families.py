@@ -1,1 +1,2 @@
 """Imports every family module so each registers itself. Add one line per family."""
+from . import vae  # noqa: F401
