@@ -288,6 +288,11 @@ class RateService:
         if idx in self.answered(pid):
             raise ApiError(409, f"trial {idx} was already answered; each trial is answered once")
         resp = self._validate_answer(entry, body["response"])
+        played = body.get("played") or []
+        if self.design["modality"] == "audio" and self.require_played:
+            if len(played) != len(entry["stimuli"]) or not all(played):
+                raise ApiError(422, "play every recording to the end before answering "
+                                    f"(played={played}, {len(entry['stimuli'])} recordings)")
         rt = body["rt_ms"]
         if rt < self.min_time_ms:
             raise ApiError(422, f"answered too quickly: {rt} ms on the trial, the minimum is {self.min_time_ms} ms")
@@ -295,11 +300,6 @@ class RateService:
             served = self._served.get((pid, idx))
         if served is not None and time.monotonic() - served < self.min_time_ms / 1000 - MIN_TIME_SLACK_S:
             raise ApiError(422, f"answered too quickly: the minimum time on a trial is {self.min_time_ms} ms")
-        played = body.get("played") or []
-        if self.design["modality"] == "audio" and self.require_played:
-            if len(played) != len(entry["stimuli"]) or not all(played):
-                raise ApiError(422, "play every recording to the end before answering "
-                                    f"(played={played}, {len(entry['stimuli'])} recordings)")
         row = {"participant_id": pid, "session_id": sid, "trial_index": idx, "trial_id": body["trial_id"],
                "base_trial": entry["base"], "kind": entry["kind"], "trap": int(entry["trap"]),
                "stimuli": entry["stimuli"] + ([entry["reference"]] if "reference" in entry else []),

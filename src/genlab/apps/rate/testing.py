@@ -70,19 +70,56 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ForkedServer:
+    """A server in a forked child process (starts instantly: the parent's imports are inherited).
+    Popen-like: poll(), kill(), send_signal(), wait()."""
+
+    def __init__(self, test_dir: Path, port: int, admin_token: str, db: str | None):
+        import multiprocessing as mp
+        self.proc = mp.get_context("fork").Process(target=_child, args=(str(test_dir), port, admin_token, db),
+                                                   daemon=True)
+        self.proc.start()
+        self.pid = self.proc.pid
+        self.stdout = None
+
+    def poll(self):
+        return None if self.proc.is_alive() else self.proc.exitcode
+
+    def kill(self):
+        self.proc.kill()
+
+    def send_signal(self, sig):
+        os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout=None):
+        self.proc.join(timeout)
+        return self.proc.exitcode
+
+
+def _child(test_dir, port, admin_token, db):  # pragma: no cover - runs in the child
+    import contextlib
+    from .server import serve
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+        serve(test_dir, port=port, admin_token=admin_token, db=db)
+
+
 def start_server(test_dir: Path, port: int, admin_token: str = "admin-secret-token", db: str | None = None,
-                 timeout: float = 30.0) -> subprocess.Popen:
-    """Start ``python -m genlab.apps.rate serve`` on 127.0.0.1:port and wait until it answers."""
-    cmd = [sys.executable, "-m", "genlab.apps.rate", "serve", str(test_dir), "--port", str(port),
-           "--admin-token", admin_token]
-    if db:
-        cmd += ["--db", db]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+                 timeout: float = 60.0, fork: bool = False):
+    """Start a server on 127.0.0.1:port and wait until it answers: ``python -m genlab.apps.rate serve``
+    in a subprocess, or (``fork=True``) a forked child of this process."""
+    if fork:
+        proc = ForkedServer(test_dir, port, admin_token, db)
+    else:
+        cmd = [sys.executable, "-m", "genlab.apps.rate", "serve", str(test_dir), "--port", str(port),
+               "--admin-token", admin_token]
+        if db:
+            cmd += ["--db", db]
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stdout.read().decode(errors='replace')}")
+            raise RuntimeError("server exited: " + (proc.stdout.read().decode(errors="replace") if proc.stdout else ""))
         try:
             status, _ = request(port, "GET", "/api/config")
             if status == 200:
