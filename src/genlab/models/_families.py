@@ -1,3 +1,9 @@
 """Imports every family module so each registers itself. Add one line per family."""
 from . import vae  # noqa: F401
 from . import realnvp  # noqa: F401
+from . import mdn  # noqa: F401
+from . import made  # noqa: F401
+from . import pixelcnn  # noqa: F401
+from . import wavenet  # noqa: F401
+from . import rnn  # noqa: F401
+from . import gpt  # noqa: F401
