@@ -42,6 +42,21 @@ def test_save_samples_writes_png(tmp_path, name):
     assert a.min() < 128 and a.max() > 200                 # something was drawn on a light background
 
 
+def test_labelled_vectors_and_image_labels_are_accepted(tmp_path):
+    # the engine passes class labels as cond=; they colour a scatter and are ignored by image grids
+    x = torch.randn(100, 2)
+    info = DataInfo(shape=(2,), cond="label", num_classes=3)
+    from matplotlib.figure import Figure
+    ax = Figure().add_subplot()
+    from genlab.data.plot import plot_samples
+    plot_samples(x, info, ax=ax, cond=torch.arange(100) % 3)
+    offsets = ax.collections[0].get_offsets()
+    assert np.allclose(np.asarray(offsets), x.numpy()) and len(set(ax.collections[0].get_array().tolist())) == 3
+    ds = gl.load_dataset("digits", "test")
+    save_samples(ds.x[:20], ds.info, tmp_path / "d.png", cond=ds.y[:20])
+    assert (tmp_path / "d.png").stat().st_size > 1000
+
+
 def test_save_samples_sequence(tmp_path):
     info = DataInfo(shape=(30,), modality="sequence")
     save_samples(torch.sin(torch.linspace(0, 6, 30)).repeat(3, 1), info, tmp_path / "s.png")

@@ -73,10 +73,12 @@ def plot_samples(x, info: DataInfo, ax=None, cond=None, n: int | None = None, **
 
     - vectors of dimension 2: scatter (``s``, ``alpha``, ``color`` …);
     - continuous conditions (``info.cond == "continuous"``, e.g. ``bishop``): scatter of the
-      target against ``cond`` (pass ``cond=`` the conditions) — the MDN picture;
+      target against ``cond`` (pass ``cond=`` the conditions) — the MDN picture; labelled
+      vectors with ``cond=`` labels: scatter coloured by class (images ignore labels);
     - other vectors: scatter of the first two dimensions (dimension 1: a histogram);
     - images: a grid (``nrow``, ``pad``, ``value_range``), at most 64 images;
-    - text: decoded sequences in a monospace box (``stop=`` cuts each at that token);
+    - text: decoded sequences in a monospace box (``stop=`` cuts each at that token; ``names``
+      stops at its end token ``"."`` by default);
     - sequences: line plots of up to 8 sequences.
     """
     if ax is None:
@@ -89,8 +91,10 @@ def plot_samples(x, info: DataInfo, ax=None, cond=None, n: int | None = None, **
         ax.set_axis_off()
         return ax
     if info.modality == "text":
-        lines = decode_text(x, info, n=8 if n is None else n, stop=kw.pop("stop", None))
-        body = ("\n" + "-" * 40 + "\n").join(lines)
+        names = info.name == "names"                     # one name per sequence, "." ends it
+        lines = decode_text(x, info, n=(24 if names else 8) if n is None else n,
+                            stop=kw.pop("stop", "." if names else None))
+        body = ("\n" if names else "\n" + "-" * 40 + "\n").join(lines)
         ax.text(0.01, 0.99, body, family="monospace", fontsize=kw.pop("fontsize", 7), va="top", ha="left",
                 transform=ax.transAxes)
         ax.set_axis_off()
@@ -105,11 +109,17 @@ def plot_samples(x, info: DataInfo, ax=None, cond=None, n: int | None = None, **
     a = a.reshape(len(a), -1)
     style = {"s": 3, "alpha": 0.5, "linewidths": 0}
     style.update(kw)
-    if cond is not None:
+    if cond is not None and info.cond == "continuous":
         c = _np(cond).reshape(len(_np(cond)), -1)[: len(a)]
         ax.scatter(c[:, 0], a[:, 0], **style)
         ax.set_xlabel("condition")
         ax.set_ylabel("x")
+        return ax
+    if cond is not None and info.cond == "label" and a.shape[1] >= 2:
+        style.setdefault("cmap", "tab10")
+        style.pop("color", None)
+        ax.scatter(a[:, 0], a[:, 1], c=_np(cond).reshape(-1)[: len(a)], **style)
+        ax.set_aspect("equal", adjustable="datalim")
         return ax
     if a.shape[1] == 1:
         ax.hist(a[:, 0], bins=kw.get("bins", 50), density=True, color=kw.get("color"))
