@@ -1,10 +1,10 @@
 """``genlab rate analyze TEST_DIR``: scores with 95 % intervals, tests, exclusions, plots, reports.
 
-- MOS (ITU-T P.800 ACR): the mean opinion score per system; its 95 % interval is a percentile
-  bootstrap over participants *and* items (two-way resampling: each replicate draws participants
-  with replacement and, within each system, items with replacement, and weights every rating by
-  the product of the two draw counts — the "bootstrap over raters and stimuli" of e.g. Ribeiro et
-  al., 2011, "CROWDMOS"); :func:`two_way_bootstrap`.
+- MOS (ITU-T P.800 ACR): the mean opinion score per system; its 95 % interval is a bootstrap over
+  participants *and* items (each replicate draws both with replacement and weights every rating by
+  the product of the draw counts, as in CROWDMOS, Ribeiro et al., 2011), with the percentile
+  interval rescaled to the crossed random-effects variance (:func:`corrected_interval`): the plain
+  product bootstrap counts the residual variance three times and over-covers.
 - MUSHRA (ITU-R BS.1534-3 §9.3 post-screening): an assessor is excluded when they rate the hidden
   reference below 90 for more than 15 % of the items; per-condition means with the same bootstrap;
   Wilcoxon signed-rank tests between systems on paired (participant, item) scores, Holm-corrected.
@@ -46,15 +46,43 @@ def holm(pvalues: list[float]) -> list[float]:
     return adj.tolist()
 
 
+def _weights(rng, n: int, n_boot: int, active: bool) -> np.ndarray:
+    if not active or n <= 1:
+        return np.ones((n_boot, n))
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+
+
+def corrected_interval(point, reps: dict[str, np.ndarray], level: float = 0.95):
+    """Percentile interval of the two-way (participants × items) bootstrap, rescaled to the
+    variance of the crossed random-effects model.
+
+    Under y_pq = μ + a_p + b_q + e_pq the mean has Var = σ_a²/P + σ_b²/Q + σ_e²/(PQ). Resampling
+    participants only gives V_P ≈ σ_a²/P + σ_e²/(PQ), items only V_Q ≈ σ_b²/Q + σ_e²/(PQ), both at
+    once (product weights, Owen 2007, "The pigeonhole bootstrap") V_PQ ≈ σ_a²/P + σ_b²/Q + 3σ_e²/(PQ),
+    which over-covers when the residual dominates. So V = 2(V_P + V_Q) − V_PQ (clipped to
+    [max(V_P, V_Q), V_PQ]) is unbiased, and the V_PQ percentile interval is scaled about the
+    estimate by sqrt(V / V_PQ).
+    """
+    a = (1 - level) / 2
+    point = np.asarray(point, float)
+    vp, vq, vpq = (np.nanvar(reps[k], axis=0, ddof=1) for k in ("p", "q", "pq"))
+    v = np.clip(2 * (vp + vq) - vpq, np.maximum(vp, vq), vpq)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        k = np.where(vpq > 0, np.sqrt(v / vpq), 1.0)
+    qlo = np.nanquantile(reps["pq"], a, axis=0)
+    qhi = np.nanquantile(reps["pq"], 1 - a, axis=0)
+    return point - k * (point - qlo), point + k * (qhi - point)
+
+
 def two_way_bootstrap(values: np.ndarray, groups: np.ndarray, participants: np.ndarray, items: np.ndarray,
                       n_groups: int, n_boot: int = 2000, seed: int = 0, level: float = 0.95):
-    """Per-group mean of ``values`` and a percentile bootstrap interval over participants and items.
+    """Per-group mean of ``values`` and its bootstrap interval over participants and items.
 
-    Replicate b draws participant counts w_p ~ Multinomial(P, 1/P) and, for items, counts
-    w_q ~ Multinomial(|Q_g|, 1/|Q_g|) within each group's items (items are nested in groups when
-    groups have their own items; shared item ids across groups are resampled jointly). The replicate
-    mean of group g is Σ w_p w_q v / Σ w_p w_q over that group's observations.
-    Returns (means, lo, hi, boots) with boots shaped (n_boot, n_groups).
+    Replicate b draws participant counts w_p ~ Multinomial(P, 1/P) and item counts
+    w_q ~ Multinomial(Q, 1/Q); the replicate mean of group g is Σ w_p w_q v / Σ w_p w_q over that
+    group's observations. Three sets of replicates (participants only, items only, both) give the
+    variance-corrected interval of :func:`corrected_interval`.
+    Returns (means, lo, hi, reps) with reps[mode] shaped (n_boot, n_groups), mode in p | q | pq.
     """
     values = np.asarray(values, float)
     rng = np.random.default_rng(seed)
@@ -63,31 +91,31 @@ def two_way_bootstrap(values: np.ndarray, groups: np.ndarray, participants: np.n
     P, Q = len(pu), len(qu)
     onehot = np.zeros((len(values), n_groups))
     onehot[np.arange(len(values)), groups] = 1.0
-    means = (values @ onehot) / np.maximum(onehot.sum(0), 1e-12)
-    means[onehot.sum(0) == 0] = np.nan
-    wp = rng.multinomial(P, np.full(P, 1.0 / P), size=n_boot).astype(float)
-    wq = rng.multinomial(Q, np.full(Q, 1.0 / Q), size=n_boot).astype(float)
-    boots = np.empty((n_boot, n_groups))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (values @ onehot) / onehot.sum(0)
+    reps = {}
     chunk = max(1, int(2e7 // max(len(values), 1)))
-    for s in range(0, n_boot, chunk):
-        w = wp[s:s + chunk, p_idx] * wq[s:s + chunk, q_idx]
-        num = (w * values) @ onehot
-        den = w @ onehot
-        with np.errstate(invalid="ignore", divide="ignore"):
-            boots[s:s + chunk] = num / den
-    a = (1 - level) / 2
-    lo = np.nanquantile(boots, a, axis=0)
-    hi = np.nanquantile(boots, 1 - a, axis=0)
-    return means, lo, hi, boots
+    for mode in ("p", "q", "pq"):
+        wp = _weights(rng, P, n_boot, "p" in mode)
+        wq = _weights(rng, Q, n_boot, "q" in mode)
+        boots = np.empty((n_boot, n_groups))
+        for s in range(0, n_boot, chunk):
+            w = wp[s:s + chunk, p_idx] * wq[s:s + chunk, q_idx]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                boots[s:s + chunk] = ((w * values) @ onehot) / (w @ onehot)
+        reps[mode] = boots
+    lo, hi = corrected_interval(means, reps, level)
+    return means, lo, hi, reps
 
 
-def bradley_terry(n: int, wins: list[tuple[int, int]], alpha: float = 0.01) -> np.ndarray:
-    """Bradley–Terry log-strengths θ (mean 0) from (winner, loser) pairs via choix's I-LSR,
-    with a small ridge ``alpha`` so that a system that never loses keeps a finite score."""
+def bradley_terry(wins: np.ndarray, alpha: float = 0.01) -> np.ndarray:
+    """Bradley–Terry log-strengths θ (mean 0) from a win-count matrix (``wins[i, j]`` = times i beat j)
+    via choix's I-LSR; the small ``alpha`` (choix's regularisation) keeps a system that never loses
+    finite."""
     import choix
-    if not wins:
-        return np.zeros(n)
-    theta = choix.ilsr_pairwise(n, wins, alpha=alpha, max_iter=1000)
+    if wins.sum() == 0:
+        return np.zeros(len(wins))
+    theta = choix.ilsr_pairwise_dense(np.asarray(wins, float), alpha=alpha, max_iter=1000)
     return theta - theta.mean()
 
 
@@ -198,28 +226,34 @@ def analyze_pairwise(rows, n_boot, seed):
         c = r["response"]["choice"]
         w = {"left": a, "right": b}.get(c, -1)
         comps.append((r["participant_id"], _item_key(r), w, a, b))
-    wins = [(w, b if w == a else a) for _, _, w, a, b in comps if w >= 0]
-    theta = bradley_terry(len(names), wins)
-    # bootstrap over participants and items: resample both, keep comparisons with multiplicity
     rng = np.random.default_rng(seed)
     pu = sorted({c[0] for c in comps})
     qu = sorted({c[1] for c in comps})
     pi = {p: i for i, p in enumerate(pu)}
     qi = {q: i for i, q in enumerate(qu)}
     arr = np.array([(pi[c[0]], qi[c[1]], c[2], c[3], c[4]) for c in comps], int)
+    dec = arr[arr[:, 2] >= 0]
+    winner = dec[:, 2]
+    loser = np.where(dec[:, 2] == dec[:, 3], dec[:, 4], dec[:, 3])
+    S = len(names)
+
+    def matrix(weight):
+        m = np.zeros((S, S))
+        np.add.at(m, (winner, loser), weight)
+        return m
+
+    W = matrix(np.ones(len(dec)))
+    theta = bradley_terry(W)
+    # bootstrap over participants and items: each decided comparison weighted by its draw counts
     B = min(n_boot, 1000)
-    boots = np.empty((B, len(names)))
-    for b in range(B):
-        wp = rng.multinomial(len(pu), np.full(len(pu), 1 / len(pu)))
-        wq = rng.multinomial(len(qu), np.full(len(qu), 1 / len(qu)))
-        mult = wp[arr[:, 0]] * wq[arr[:, 1]]
-        sel = (arr[:, 2] >= 0) & (mult > 0)
-        rep = np.repeat(np.arange(len(arr))[sel], mult[sel])
-        bw = [(int(arr[k, 2]), int(arr[k, 4] if arr[k, 2] == arr[k, 3] else arr[k, 3])) for k in rep]
-        boots[b] = bradley_terry(len(names), bw)
-    lo, hi = np.quantile(boots, 0.025, axis=0), np.quantile(boots, 0.975, axis=0)
+    reps = {}
+    for mode in ("p", "q", "pq"):
+        wp = _weights(rng, len(pu), B, "p" in mode)
+        wq = _weights(rng, len(qu), B, "q" in mode)
+        reps[mode] = np.stack([bradley_terry(matrix(wp[k, dec[:, 0]] * wq[k, dec[:, 1]])) for k in range(B)])
+    lo, hi = corrected_interval(theta, reps)
     table = [{"system": n, "bt_score": float(theta[i]), "ci_low": float(lo[i]), "ci_high": float(hi[i]),
-              "wins": int(sum(1 for w, _ in wins if w == i)),
+              "wins": int(W[i].sum()),
               "comparisons": int(sum(1 for c in comps if i in (c[3], c[4])))} for i, n in enumerate(names)]
     table.sort(key=lambda d: -d["bt_score"])
     tests = []
@@ -245,13 +279,13 @@ def analyze_hype(rows, n_boot, seed):
     names = systems + ["reference"]
     g = {n: i for i, n in enumerate(names)}
     grp = np.array([g[r["sources"][0]] for r in rows])
-    m, lo, hi, boots = two_way_bootstrap(err, grp, parts, items, len(names), n_boot, seed)
-    real_err = boots[:, -1]
+    m, lo, hi, reps = two_way_bootstrap(err, grp, parts, items, len(names), n_boot, seed)
     table = []
     for i, s in enumerate(systems):
-        bal = 0.5 * (boots[:, i] + real_err)
-        table.append({"system": s, "hype_inf": float(0.5 * (m[i] + m[-1])),
-                      "ci_low": float(np.nanquantile(bal, 0.025)), "ci_high": float(np.nanquantile(bal, 0.975)),
+        bal = {k: 0.5 * (r[:, i] + r[:, -1]) for k, r in reps.items()}
+        point = 0.5 * (m[i] + m[-1])
+        blo, bhi = corrected_interval(np.array([point]), {k: v[:, None] for k, v in bal.items()})
+        table.append({"system": s, "hype_inf": float(point), "ci_low": float(blo[0]), "ci_high": float(bhi[0]),
                       "fooled_rate": float(m[i]), "n_fake": int((grp == i).sum())})
     table.sort(key=lambda d: -d["hype_inf"])
     return {"scores": table, "real_error": {"rate": float(m[-1]), "ci_low": float(lo[-1]),
