@@ -12,8 +12,8 @@ Uniform dequantisation (Theis et al. 2016, "A note on the evaluation of generati
 for integer data and a density p on x + u, u ~ U[0, c)^D, the discrete NLL is bounded by
 −E_u ln p(x + u) + D ln c. ``dequantisation_offset`` returns that D ln c.
 
-The flows engineer owns ``genlab.models.likelihood`` (shared bookkeeping); these are the minimal
-converters the metrics need, kept here so the metrics layer does not depend on a family module.
+The bits/dim converters are those of the shared bookkeeping module ``genlab.models.likelihood``
+(re-exported here); bits/char, perplexity and the summaries below are the metrics' own.
 """
 from __future__ import annotations
 
@@ -21,21 +21,8 @@ import math
 
 import torch
 
+from ..models.likelihood import LN2, bits_per_dim_to_nats, nats_to_bits_per_dim  # noqa: F401  (shared units)
 from ._util import MetricError
-
-LN2 = math.log(2.0)
-
-
-def nats_to_bits_per_dim(nats: float, dim: int) -> float:
-    """bits/dim = nats / (D ln 2)."""
-    if dim <= 0:
-        raise MetricError(f"dim must be positive, got {dim}")
-    return float(nats) / (dim * LN2)
-
-
-def bits_per_dim_to_nats(bpd: float, dim: int) -> float:
-    """nats per example = bits/dim · D ln 2."""
-    return float(bpd) * dim * LN2
 
 
 def bits_per_char(nats_per_char: float) -> float:
@@ -72,7 +59,7 @@ def nll(log_prob, dim: int | None = None, kind: str = "exact", per: str = "examp
     se = float(lp.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
     out = {"nll": mean, "nll_se": se, "n": n, "kind": kind, "units": f"nats/{per}"}
     if dim:
-        out["bits_per_dim"] = nats_to_bits_per_dim(mean, dim)
+        out["bits_per_dim"] = float(nats_to_bits_per_dim(mean, dim))
         out["dim"] = int(dim)
     if tokens_per_example:
         npt = mean / tokens_per_example
