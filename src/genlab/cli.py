@@ -113,6 +113,7 @@ def train(ctx: typer.Context,
         train_kw["batch_size"] = batch_size
     if lr is not None:
         train_kw["lr"] = lr
+    steps = train_kw.pop("steps", steps)
     out = out or Path("runs") / f"{model}-{Path(data).stem}"
     try:
         ds = gl.load_dataset(data, split="train", **data_kw)
@@ -121,7 +122,11 @@ def train(ctx: typer.Context,
     except (DataError, ModelError, TypeError) as e:
         _fail(str(e))
     typer.echo(f"training {model} ({m.num_parameters():,} parameters) on {ds} for {steps} steps -> {out}")
-    run = gl.train(m, ds, steps=steps, out=out, val=val, seed=seed, resume=resume, **train_kw)
+    from .engine.trainer import TrainingError
+    try:
+        run = gl.train(m, ds, steps=steps, out=out, val=val, seed=seed, resume=resume, **train_kw)
+    except (TrainingError, ModelError, TypeError) as e:
+        _fail(str(e))
     typer.echo(f"done: {run.step} steps in {run.wall_time:.1f}s; final loss {run.final_loss:.4f}; saved to {out}")
 
 
