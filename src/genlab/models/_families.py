@@ -7,3 +7,4 @@ from . import pixelcnn  # noqa: F401
 from . import wavenet  # noqa: F401
 from . import rnn  # noqa: F401
 from . import gpt  # noqa: F401
+from . import gan  # noqa: F401
