@@ -207,3 +207,7 @@ def test_unknown_dataset_suggests():
         gl.load_dataset("mnist5")
     with pytest.raises(DataError, match="split must be"):
         gl.load_dataset("digits", "training")
+    with pytest.raises(DataError, match="unknown option.*'blocksize'.*Did you mean 'block_size'"):
+        gl.load_dataset("shakespeare", blocksize=32)
+    with pytest.raises(DataError, match="unknown option"):
+        gl.load_dataset("digits", binarize=True)

@@ -104,6 +104,7 @@ def test_npy_npz_csv(tmp_path):
     lines = ["f1,f2,label"] + [f"{i}.5,{-i},{i % 2}" for i in range(20)]
     (tmp_path / "c.csv").write_text("\n".join(lines) + "\n")
     dc = gl.load_dataset(str(tmp_path / "c.csv"), "test", label_column="label")
+    assert dc.source == {"name": str(tmp_path / "c.csv"), "split": "test", "label_column": "label"}
     idx = user.split_indices(20, "test")
     assert dc.info.shape == (2,) and dc.info.cond == "label" and dc.info.num_classes == 2
     assert dc.x[:, 0].tolist() == [i + 0.5 for i in idx] and dc.y.tolist() == [i % 2 for i in idx]
@@ -305,3 +306,26 @@ def test_verify_checksum(tmp_path):
         user.download("imagenet", str(tmp_path))
     with pytest.raises(DataError, match="ships no checksum"):          # refuses before any network access
         user.download("cifar10", str(tmp_path))
+
+
+# ------------------------------------------------------------------------------------------ properties
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(10, 500), seed=st.integers(0, 2**31 - 1), a=st.floats(0.2, 0.8), b=st.floats(0.1, 0.15))
+def test_split_indices_partition(n, seed, a, b):
+    fr = (a, b, 1 - a - b)
+    parts = [user.split_indices(n, s, fr, seed) for s in ("train", "val", "test")]
+    allidx = np.concatenate(parts)
+    assert len(allidx) == n and len(np.unique(allidx)) == n          # disjoint and complete
+    assert len(parts[0]) == int(a * n) and len(parts[1]) == int(b * n)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(min_size=1, max_size=200))
+def test_vocab_round_trip_any_text(s):
+    from genlab.data.text import Vocab
+    v = Vocab.from_text(s)
+    assert v.decode(v.encode(s)) == s and int(v.encode(s).max()) < len(v)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .base import DataError, DataInfo, Dataset
+from ._util import reject_options
 from .registry import register_dataset
 
 SPLIT_SEED = {"train": 10, "val": 11, "test": 12}
@@ -97,7 +98,8 @@ def sample(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 @register_dataset("bishop", "MDN inverse problem: target x ~ U(0,1) given t = x + 0.3 sin(2 pi x) + U(-0.1,0.1); "
                             "oracle H(x|t) = -1.282 nats")
-def load_bishop(split: str = "train", n: int | None = None) -> Dataset:
+def load_bishop(split: str = "train", n: int | None = None, **kw) -> Dataset:
+    reject_options(kw, "bishop", ("n",))
     n = SPLIT_SIZE[split] if n is None else int(n)
     if n < 1:
         raise DataError(f"n must be a positive number of points, got {n}")

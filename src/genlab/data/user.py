@@ -199,8 +199,20 @@ def from_array(arr, split: str = "train", num_levels: int | None = None, labels=
 # Paths
 
 def from_path(path, split: str = "train", **kw) -> Dataset:
-    """Load a file or folder (see the module docstring for the formats)."""
+    """Load a file or folder (see the module docstring for the formats).
+
+    ``ds.source`` records the absolute path and the JSON-able options, so the same data can be
+    loaded again (``gl.load_dataset(**ds.source)`` style).
+    """
     path = os.fspath(path)
+    opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()
+            if k != "download" and isinstance(v, (str, int, float, bool, type(None), tuple))}
+    ds = _from_path(path, split, **kw)
+    ds.source = {"name": os.path.abspath(path), "split": split, **opts}
+    return ds
+
+
+def _from_path(path: str, split: str, **kw) -> Dataset:
     if not os.path.exists(path):
         raise DataError(f"no such file or folder: {path}")
     if os.path.isdir(path):
