@@ -185,7 +185,7 @@
     const tag = (e.target && e.target.tagName) || "";
     const k = e.key;
     const press = (id) => { const b = $(id); if (b) { b.click(); b.focus(); e.preventDefault(); } };
-    if (k === "Enter" && tag !== "BUTTON") { submit(); e.preventDefault(); return; }
+    if (k === "Enter" && e.target !== $("submit")) { submit(); e.preventDefault(); return; }
     if (tag === "INPUT") return;   // arrow keys belong to the MUSHRA sliders
     if (trial.kind === "mos" && /^[1-5]$/.test(k)) press("mos-" + k);
     else if (trial.kind === "pairwise") {
