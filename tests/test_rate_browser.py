@@ -104,9 +104,9 @@ def test_participant_clicks_through_a_pairwise_test_and_rows_match(served):
         choice = choices[step % 3]
         drv.find_element(By.ID, choice).click()
         wait(drv, lambda d: submit.is_enabled())                    # after the minimum time
+        shown[idx] = [i.get_attribute("src").rsplit("/", 1)[1] for i in imgs]
         submit.click()
         clicked[idx] = choice.split("-")[1]
-        shown[idx] = [i.get_attribute("src").rsplit("/", 1)[1] for i in imgs]
     code = drv.find_element(By.ID, "code").text
     assert len(clicked) == n == 8
     stored = rows(test)
