@@ -1,4 +1,4 @@
-"""The one training loop for every family (see ``trainer.train``)."""
-from .trainer import TrainConfig, Run, train
+"""The one training loop for every family (see ``trainer.train`` and docs/engine.md)."""
+from .trainer import Run, TrainConfig, TrainingError, train
 
-__all__ = ["TrainConfig", "Run", "train"]
+__all__ = ["TrainConfig", "Run", "TrainingError", "train"]
