@@ -110,6 +110,14 @@ def write(a, kinds, res, load0, t0, done):
         bs = 256 if kind.startswith("realnvp") else 64
         lines.append(f"| {kind} | {bs} | {steps} | {m[kind, 1]:.1f} ({', '.join(map(str, res[kind, 1]))}) | "
                      f"{m[kind, 2]:.1f} ({', '.join(map(str, res[kind, 2]))}) | {m[kind, 2] / m[kind, 1]:.2f} |")
+    lines += [
+        "",
+        "A ratio below 1 means 2 threads were slower. With other processes busy on the 2 cores, a 2-thread",
+        "torch op waits for its second thread at every parallel region, so 2 threads collapse while 1 thread",
+        "keeps its share; hence `TrainConfig.threads = 1` by default. On a quiet or larger machine more threads",
+        "can pay off (DESIGN §5 quotes about 1.6x for 2 threads on large fp32 matmuls on a quiet machine; not",
+        "re-measured here): pass `threads=N` (or `threads=None` to keep torch's setting).",
+    ]
     text = "\n".join(lines) + "\n"
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     if Path(a.out).exists() and "<!-- threads -->" in Path(a.out).read_text():
