@@ -346,7 +346,9 @@ class AffineCoupling(Transform):
 class FlowModel(GenerativeModel):
     """A flow on genlab data. Subclasses implement ``build_flow(context_dim) -> Transform`` and a
     ``Config`` with at least ``preprocess`` ("logit" | "affine" | "none"), ``logit_alpha`` and
-    ``cond_embed`` (size of the label embedding for conditional data).
+    ``cond_embed`` (size of the label embedding) and ``conditional`` (False: labels in the data are
+    ignored; True: a conditional flow p(x | y), labels through an embedding, continuous conditions
+    as they are, fed to every conditioner network).
 
     Continuous data: ``log_prob`` is exact, ln p(x) = ln N(f(x)) + ln|det ∂f/∂x|.
 
@@ -364,13 +366,16 @@ class FlowModel(GenerativeModel):
         super().__init__(info, config)
         if info.discrete:
             self.likelihood = "bound"      # per instance: dequantisation gives a bound (see class doc)
-        self.conditional_ok = info.cond is not None
+        conditional = bool(getattr(self.config, "conditional", False))
+        if conditional and info.cond is None:
+            raise ModelError(f"{self.name}: conditional=True but the data have no labels or conditions")
+        self.conditional_ok = conditional
         self.cond_net = None
         context_dim = 0
-        if info.cond == "label":
+        if conditional and info.cond == "label":
             self.cond_net = nn.Embedding(info.num_classes, self.config.cond_embed)
             context_dim = self.config.cond_embed
-        elif info.cond == "continuous":
+        elif conditional and info.cond == "continuous":
             context_dim = math.prod(info.cond_shape or (1,))
         self.context_dim = context_dim
         self.flow = self.build_flow(context_dim)
@@ -389,9 +394,10 @@ class FlowModel(GenerativeModel):
 
     # ---- pre-processing -----------------------------------------------------------------------
     def _context(self, cond, n):
-        if self.info.cond is None:
+        if not self.conditional_ok:
             if cond is not None:
-                raise ModelError(f"{self.name} was trained on unconditional data; do not pass cond=")
+                raise ModelError(f"{self.name} is unconditional; do not pass cond= (create it with "
+                                 "conditional=True on labelled data for a conditional flow)")
             return None
         if cond is None:
             raise ModelError(f"{self.name} is conditional ({self.info.cond}); pass cond= "
@@ -471,7 +477,7 @@ class FlowModel(GenerativeModel):
 
     def loss(self, batch, phase="main"):
         x = batch["x"]
-        context = self._context(batch.get("y"), x.shape[0])
+        context = self._context(batch.get("y") if self.conditional_ok else None, x.shape[0])
         nll = -self._log_prob_once(x.to(self.device), context).mean()
         return {"loss": nll / self.info.dim, "nll": nll.detach()}
 

@@ -100,6 +100,7 @@ class RealNVP(FlowModel):
         act: str = "relu"
         preprocess: str = "logit"                # discrete data: logit | affine | none
         logit_alpha: float = 0.05
+        conditional: bool = False               # p(x | y): labels/conditions feed the conditioners
         cond_embed: int = 16                     # label embedding size (conditional data)
         seed: int = 0                            # random permutations
 
