@@ -8,3 +8,5 @@ from . import wavenet  # noqa: F401
 from . import rnn  # noqa: F401
 from . import gpt  # noqa: F401
 from . import gan  # noqa: F401
+from . import maf  # noqa: F401
+from . import nsf  # noqa: F401
