@@ -140,3 +140,28 @@ def test_conditional_flow_uses_labels_and_each_conditional_density_is_normalised
     train(m2, ds2, steps=30)
     assert m2.log_prob(pts, cond=torch.tensor([[0.0], [1.0]])).shape == (2,)
     assert m2.sample(3, cond=torch.tensor([[1.0]] * 3)).shape == (3, 2)
+
+
+def test_glow_vector_and_image_logdets_after_training():
+    torch.manual_seed(0)
+    ds = toy("8gaussians", n=2000)
+    m = gl.create("glow", data=ds, num_steps=3, hidden=(32, 32))
+    train(m, ds, steps=150, lr=5e-3)
+    assert abs(grid_mass(m, lim=6.0, n=201) - 1.0) < 0.01
+    with torch.no_grad():
+        nll = float(-m.log_prob(toy("8gaussians", n=1000, split="test").x).mean())
+    assert nll < ds.entropy + 0.9, nll
+    check_logdet(copy.deepcopy(m.flow), ds.x[:4])
+    # images: squeeze, steps of (ActNorm, 1x1 conv, coupling), split, second level; discrete data
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 17, (128, 1, 4, 4), generator=g)
+    info = DataInfo(shape=(1, 4, 4), kind="discrete", num_levels=17, modality="image", name="tiny")
+    di = gl.Dataset(x=x, info=info)
+    mi = gl.create("glow", data=di, num_steps=2, channels=8, levels=2)
+    train(mi, di, steps=10, lr=3e-3, bs=64)
+    assert mi.likelihood_info()["kind"] == "bound"
+    check_logdet(copy.deepcopy(mi.flow), torch.randn(2, 1, 4, 4))
+    s = mi.sample(4, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (4, 1, 4, 4) and s.dtype == torch.int64
+    with pytest.raises(ModelError):
+        gl.create("glow", data=DataInfo(shape=(1, 6, 6), modality="image"), levels=2)
