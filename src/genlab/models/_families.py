@@ -10,3 +10,4 @@ from . import gpt  # noqa: F401
 from . import gan  # noqa: F401
 from . import maf  # noqa: F401
 from . import nsf  # noqa: F401
+from . import glow  # noqa: F401
