@@ -179,18 +179,15 @@ def sample(ctx: typer.Context,
     if out.suffix == ".npy":
         np.save(out, x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x))
     elif out.suffix == ".txt":
-        texts = x if isinstance(x, (list, tuple)) else _decode_text(x, model.info)
+        if not isinstance(x, (list, tuple)) and not model.info.vocab:
+            _fail("only text models can write .txt samples; use .png or .npy")
+        from .data.plot import decode_text
+        texts = x if isinstance(x, (list, tuple)) else decode_text(x, model.info, n=len(x))
         out.write_text("\n\n".join(texts))
     else:
         from .data.plot import save_samples
         save_samples(x, model.info, out)
     typer.echo(f"wrote {n} samples to {out}")
-
-
-def _decode_text(x, info):
-    if not info.vocab:
-        raise typer.BadParameter("only text models can write .txt samples")
-    return ["".join(info.vocab[i] for i in row.tolist()) for row in x]
 
 
 @app.command()

@@ -107,7 +107,15 @@ class Dataset:
     extras: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
-        validate(self.x, self.info, self.y)
+        stream = self.extras.get("stream")
+        if isinstance(stream, torch.Tensor) and self.x.ndim == 2 and self.x.untyped_storage().data_ptr() == \
+                stream.untyped_storage().data_ptr():
+            # text windows are an unfold view of one token stream: check the stream once, not every window
+            validate(stream[:, None].expand(-1, 1), dataclasses.replace(self.info, shape=(1,)), None)
+            if tuple(self.x.shape[1:]) != self.info.shape:
+                raise DataError(f"x has shape {tuple(self.x.shape)}, expected (N, {self.info.shape[0]})")
+        else:
+            validate(self.x, self.info, self.y)
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -119,10 +127,17 @@ class Dataset:
 
     @property
     def has_log_prob(self) -> bool:
-        return self.log_prob_fn is not None
+        return self.log_prob_fn is not None or "cond_log_prob" in self.extras
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """The true log-density (nats) per example, where known."""
+    def log_prob(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """The true log-density (nats) per example, where known: log p(x), or log p(x | cond) for
+        conditional data such as ``bishop`` (whose oracle is ``extras["cond_log_prob"]``)."""
+        if cond is not None or self.info.cond == "continuous":
+            fn = self.extras.get("cond_log_prob")
+            if fn is None or cond is None:
+                raise DataError(f"dataset {self.info.name!r}: pass cond= to log_prob for conditional data"
+                                if fn is not None else f"dataset {self.info.name!r} has no known conditional density")
+            return fn(x, cond)
         if self.log_prob_fn is None:
             raise DataError(f"dataset {self.info.name!r} has no known density")
         return self.log_prob_fn(x)
@@ -134,6 +149,8 @@ class Dataset:
     def plot(self, ax=None, n: int = 2000, **kw):
         """Scatter (2-D), image grid or text excerpt of the data; returns the matplotlib axes."""
         from .plot import plot_samples
+        if self.y is not None and "cond" not in kw:
+            kw["cond"] = self.y[:n]
         return plot_samples(self.x[:n], self.info, ax=ax, **kw)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .base import DataInfo, Dataset
+from ._util import reject_options
 from .registry import register_dataset
 
 SPLIT_SEED = {"train": 0, "val": 1, "test": 2}
@@ -152,7 +153,8 @@ def toy_sample(name: str, n: int, seed: int = 0) -> torch.Tensor:
 def _make_loader(name: str):
     gen, log_prob, desc = TOYS[name]
 
-    def load(split: str = "train", n: int | None = None) -> Dataset:
+    def load(split: str = "train", n: int | None = None, **unknown) -> Dataset:
+        reject_options(unknown, name, ("n",))
         n = SPLIT_SIZE[split] if n is None else int(n)
         x = toy_sample(name, n, seed=SPLIT_SEED[split] + 1000 * sorted(TOYS).index(name))
         ds = Dataset(x=x, info=DataInfo(shape=(2,), name=name), split=split, entropy=ENTROPY[name],
