@@ -1,0 +1,39 @@
+"""Assemble BENCHMARKS.md from the per-topic results in benchmarks/results/*.md.
+
+Each topic's benchmark script (benchmarks/<topic>.py) writes its own results file with the
+command, settings, machine and date; this script only concatenates them in a fixed order.
+
+    python benchmarks/assemble.py
+"""
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+ORDER = ["engine", "realnvp", "flows", "autoregressive", "latent", "diffusion", "metrics", "rate"]
+
+HEADER = """# genlab benchmarks
+
+Every figure here was measured by the command shown next to it, on the machine and date stated
+(a 2-core CPU machine without GPU unless said otherwise; torch 2.13.0 CPU). Timings are medians of
+several runs; speeds are compared as ratios measured side by side in one run, because these
+machines are shared and noisy. Anchors (reference figures from papers and peers' code rerun on
+this machine kind) come from `shared/ANCHORS.md`.
+
+Regenerate this file with `python benchmarks/assemble.py` after rerunning a benchmark script.
+
+"""
+
+
+def main():
+    files = {p.stem: p for p in (ROOT / "results").glob("*.md")}
+    names = [n for n in ORDER if n in files] + sorted(set(files) - set(ORDER))
+    toc = "\n".join(f"- [{n}](#{n})" for n in names)
+    parts = [HEADER, "## Contents\n\n" + toc + "\n"]
+    for n in names:
+        text = files[n].read_text().strip()
+        parts.append(f'<a id="{n}"></a>\n\n{text}\n')
+    (ROOT.parent / "BENCHMARKS.md").write_text("\n".join(parts))
+    print(f"wrote BENCHMARKS.md from {len(names)} result files: {', '.join(names)}")
+
+
+if __name__ == "__main__":
+    main()
