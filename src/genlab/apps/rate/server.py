@@ -56,10 +56,17 @@ def _secrets(test_dir: Path) -> dict[str, str]:
     if p.is_file():
         return json.loads(p.read_text())
     s = {"admin_token": secrets.token_urlsafe(24), "key": secrets.token_hex(32)}
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = p.with_name(f"{SECRETS}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(s, f)
-    return s
+    try:
+        os.link(tmp, p)          # atomic: if another process got there first, use its secrets
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return json.loads(p.read_text())
 
 
 class BodyLimit:
