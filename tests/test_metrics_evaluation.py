@@ -88,6 +88,7 @@ def test_likelihood_free_model_skips_nll_with_a_note(tmp_path):
                    c2st={"classifier": "logistic"})
     assert "nll" not in rec["metrics"] and any("no likelihood" in n for n in rec["notes"])
     assert rec["metrics"]["c2st"]["ci_low"] < 0.6
+    assert rec["metrics"]["wasserstein"]["method"] == "exact"               # 600 points ≤ max_exact
     path = write_record(rec, tmp_path)
     assert path.parent.name == "evaluations" and path.name.endswith("mmd+wasserstein+c2st.json")
     back = json.loads(path.read_text())

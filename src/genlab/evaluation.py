@@ -255,7 +255,10 @@ def _sample_metric(nm, xs, real, fx, fr, data, train_data, feat_net, cond, seed,
     if nm == "energy":
         return M.energy_distance(real, xs)
     if nm == "wasserstein":
-        return M.wasserstein(real, xs, seed=seed, **kw)
+        from .metrics.distances import wasserstein_method
+        method = wasserstein_method(len(real), len(xs), real[0].numel(), kw.get("method", "auto"),
+                                    kw.get("max_exact", 3000))
+        return {"wasserstein": M.wasserstein(real, xs, seed=seed, **kw), "method": method, "p": kw.get("p", 1)}
     if nm == "c2st":
         return M.c2st(real, xs, seed=seed, **kw)
     if nm == "mode_coverage":

@@ -211,6 +211,15 @@ def energy_distance(x, y) -> float:
     return math.sqrt(max(e2, 0.0))
 
 
+def wasserstein_method(n_x: int, n_y: int, dim: int, method: str = "auto", max_exact: int = 3000) -> str:
+    """Which computation ``wasserstein`` uses: "exact" or "sliced" (resolves ``"auto"``)."""
+    if method not in ("auto", "exact", "sliced"):
+        raise MetricError(f"method must be 'auto', 'exact' or 'sliced', got {method!r}")
+    if method == "auto":
+        return "exact" if dim == 1 or max(n_x, n_y) <= max_exact else "sliced"
+    return method
+
+
 def wasserstein(x, y, p: int = 1, method: str = "auto", n_projections: int = 256, max_exact: int = 3000,
                 seed: int = 0) -> float:
     """p-Wasserstein distance between the empirical distributions of x and y (Villani 2008):
@@ -228,10 +237,7 @@ def wasserstein(x, y, p: int = 1, method: str = "auto", n_projections: int = 256
     x = as_features(x, "x", dtype=torch.float64)
     y = as_features(y, "y", dtype=torch.float64)
     same_dim(x, y)
-    if method not in ("auto", "exact", "sliced"):
-        raise MetricError(f"method must be 'auto', 'exact' or 'sliced', got {method!r}")
-    if method == "auto":
-        method = "exact" if x.shape[1] == 1 or max(x.shape[0], y.shape[0]) <= max_exact else "sliced"
+    method = wasserstein_method(x.shape[0], y.shape[0], x.shape[1], method, max_exact)
     xn, yn = x.numpy(), y.numpy()
     if method == "exact":
         if x.shape[1] == 1:
