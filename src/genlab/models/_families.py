@@ -11,3 +11,6 @@ from . import gan  # noqa: F401
 from . import maf  # noqa: F401
 from . import nsf  # noqa: F401
 from . import glow  # noqa: F401
+from . import ddpm  # noqa: F401
+from . import flow_matching  # noqa: F401
+from . import score  # noqa: F401
