@@ -234,3 +234,37 @@ def test_server_killed_mid_test_keeps_acknowledged_responses_and_participants_co
     assert len(rows) == 6 * 8 and len({(r[0], r[1]) for r in rows}) == len(rows)
     st, prog = request(port, "GET", "/admin/progress", token=ADMIN)
     assert prog["completed"] == 6
+
+
+@pytest.mark.parametrize("ttype, modality", [("mushra", "audio"), ("hype", "image"), ("mos", "text")])
+def test_every_test_type_completes_over_http_and_analyses(server, ttype, modality):
+    from genlab.apps.rate import analyze
+    test, port, procs = server(ttype, modality, n_systems=2, n_items=2)
+    p = Participant(port, 7)
+    p.start()
+    _, nxt = p.req("GET", "/api/next")
+    t = nxt["trial"]
+    if ttype == "mushra":
+        assert "reference" in t and len(t["stimuli"]) == 5          # 2 systems + hidden ref + 2 anchors
+        n = len(t["stimuli"])
+        for bad, words in (([50] * (n - 1), "list of 5"), ([101] + [50] * (n - 1), "0 to 100"),
+                           ([True] * n, "0 to 100")):
+            st, r = request(port, "POST", "/api/response", _answer_body(p, t, {"scores": bad}), token=p.token)
+            assert st == 422 and words in r["error"], (bad, r)
+    if ttype == "hype":
+        st, r = request(port, "POST", "/api/response", _answer_body(p, t, {"judgement": "maybe"}), token=p.token)
+        assert st == 422 and "real" in r["error"]
+    assert db_rows(test) == []
+    while p.step():
+        pass
+    rows = db_rows(test)
+    acked = {a["trial_index"]: a["response"] for a in p.acked}
+    assert len(rows) == len(acked) and all(json.loads(r[3]) == acked[r[1]] for r in rows)
+    procs[0].kill()
+    procs[0].wait(10)
+    res = analyze(test, n_boot=100)
+    assert res["responses"] == len(rows)
+    if ttype == "mushra":      # random sliders: the hidden reference is rated < 90 → post-screening excludes
+        assert list(res["excluded"]) == [p.pid] and "hidden reference" in res["excluded"][p.pid]
+    else:
+        assert res["scores"] or p.pid in res["excluded"]     # random answers may fail a trap
