@@ -60,7 +60,8 @@ def test_sigkill_after_checkpoint_then_resume_equals_uninterrupted(tmp_path):
 def test_torchrun_two_processes(tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           str(SCRIPT), str(out), "--steps", "12", "--checkpoint-every", "6", "--noise", "0"]
+           str(SCRIPT), str(out), "--steps", "12", "--checkpoint-every", "6", "--noise", "0",
+           "--nan-at", "4", "--nan-rank", "1"]
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     hashes = [(out / f"hash_rank{i}.txt").read_text() for i in range(2)]
@@ -70,10 +71,14 @@ def test_torchrun_two_processes(tmp_path):
     ddp = gl.load(out)
 
     # Without the loss's own noise, DDP's gradient = mean of the two half-batch gradients = the
-    # full-batch gradient, so 2 processes follow the 1-process run up to rounding.
+    # full-batch gradient, so 2 processes follow the 1-process run up to rounding. Rank 1 alone had a
+    # NaN loss at step 4: both ranks must have skipped that update (as the 1-process run does).
+    assert "loss is nan at step 4 (phase main)" in r.stderr + r.stdout
     ds = T.toy_data()
-    one = gl.train(T.make(data=ds, noise=0.0), ds, steps=12, out=tmp_path / "one", checkpoint_every=6,
-                   **T.SCRIPT_KW)
+    m = T.make(data=ds, noise=0.0)
+    m.nan_at = {4}
+    with pytest.warns(RuntimeWarning, match="at step 4"):
+        one = gl.train(m, ds, steps=12, out=tmp_path / "one", checkpoint_every=6, **T.SCRIPT_KW)
     assert_close(weights(ddp), weights(one.model), atol=1e-5)
 
     # the 2-process checkpoint resumes in 1 process and continues like the 1-process run
