@@ -32,6 +32,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/bench-gpt-shakespeare")
     ap.add_argument("--tag", default="gpt")
+    ap.add_argument("--lr", type=float, default=1e-3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     load0 = load()
@@ -40,7 +41,7 @@ def main():
     val = gl.load_dataset("shakespeare", split="val")
     model = gl.create("gpt", data=train, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False)
     t0, c0 = time.perf_counter(), time.process_time()
-    run = gl.train(model, train, steps=args.steps, batch_size=12, lr=1e-3, warmup=100, schedule="cosine",
+    run = gl.train(model, train, steps=args.steps, batch_size=12, lr=args.lr, warmup=100, schedule="cosine",
                    weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0, seed=0, threads=args.threads,
                    out=args.out, overwrite=True, eval_every=-1, sample_every=-1, checkpoint_every=0,
                    progress=False)
@@ -63,7 +64,7 @@ def main():
     t1 = time.perf_counter()
     sample = model.generate_text("ROMEO:", max_new_tokens=300, temperature=0.8, top_p=0.9)
     gen_time = time.perf_counter() - t1
-    res = dict(steps=args.steps, train_wall_s=run.wall_time, total_wall_s=wall, train_cpu_s=cpu, val_nats_char_cmp=val_cmp,
+    res = dict(steps=args.steps, lr=args.lr, command="python benchmarks/shakespeare_gpt.py " + " ".join(sys.argv[1:]), train_wall_s=run.wall_time, total_wall_s=wall, train_cpu_s=cpu, val_nats_char_cmp=val_cmp,
                val_nats_char_all=val_all, tokens_per_s=tps, mfu=mfu, tokens_per_cpu_s=tps_cpu, mfu_cpu_time=flops_token * tps_cpu / (peak * 1e9), peak_gflops=peak, params=N,
                load_start=load0, load_end=load(), machine=machine(), sample=sample, sample_chars_per_s=300 / gen_time,
                final_train_loss=run.final_loss)

@@ -62,7 +62,7 @@ class PixelCNN(GenerativeModel):
         self.blocks = nn.ModuleList([GatedPixelBlock(c.embd, c.channels, c.first_kernel, first=True, cond_channels=cd)]
                                     + [GatedPixelBlock(c.channels, c.channels, c.kernel_size, cond_channels=cd)
                                        for _ in range(c.layers - 1)])
-        self.drop = nn.Dropout2d(c.dropout) if c.dropout else nn.Identity()
+        self.drop = nn.Dropout(c.dropout) if c.dropout else nn.Identity()
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(c.channels, c.head, 1), nn.ReLU(), nn.Conv2d(c.head, self.L, 1))
 
     def _cond(self, cond, B):
