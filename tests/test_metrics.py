@@ -59,16 +59,16 @@ def test_fd_rank_deficient_is_finite_and_nonnegative():
 
 # ---------------------------------------------------------------- identical sets
 def test_identical_sets_give_zero():
-    x = torch.randn(400, 3, dtype=torch.float64)
+    x = torch.randn(250, 3, dtype=torch.float64)
+    n = 250
     assert M.frechet_distance(x, x) == pytest.approx(0, abs=1e-8)
     assert M.energy_distance(x, x) == 0.0
-    assert M.wasserstein(x, x, method="exact") == pytest.approx(0, abs=1e-6)   # network simplex round-off
+    assert M.wasserstein(x, x, method="exact") == pytest.approx(0, abs=1e-12)
     assert M.wasserstein(x, x, method="sliced") == pytest.approx(0, abs=1e-12)
     # unbiased MMD²(x, x) = −2(S − n²)/(n²(n−1)), |.| ≤ 2/(n−1): ≈ 0 at order 1/n
-    assert abs(M.mmd(x, x)) <= 2 / (400 - 1)
-    # KID on the whole set (one subset = all 400): the same O(1/n) identity as MMD, with the cubic kernel
+    assert abs(M.mmd(x, x)) <= 2 / (n - 1)
+    # KID on the whole set (one subset = all n): the same O(1/n) identity as MMD, with the cubic kernel
     kk = (x @ x.T / 3 + 1) ** 3
-    n = 400
     expect = 2 * float((kk.sum() - kk.trace()) / (n * (n - 1)) - kk.sum() / n**2)
     kid_xx = M.kid(x, x, subsets=1, subset_size=n)["kid"]
     assert kid_xx == pytest.approx(expect, rel=1e-9)
@@ -135,24 +135,34 @@ def test_energy_distance_matches_scipy_1d():
     assert M.energy_distance(u, v) == pytest.approx(scipy.stats.energy_distance(u, v), rel=1e-9)
 
 
-def test_exact_wasserstein_matches_scipy_1d_and_assignment_nd():
+def test_exact_wasserstein_matches_scipy_1d_pot_and_linprog():
     g = np.random.default_rng(0)
     u, v = g.standard_normal(300), g.exponential(size=200)
     assert M.wasserstein(u, v) == pytest.approx(scipy.stats.wasserstein_distance(u, v), rel=1e-9)
-    # 1-D data passed as (N, 1) through the general exact solver (POT emd) agrees too
-    assert M.wasserstein(u[:, None], v[:, None], method="exact", max_exact=10**6) == pytest.approx(
-        scipy.stats.wasserstein_distance(u, v), rel=1e-7)
-    # n-D, equal sizes: optimal transport is a permutation (Birkhoff) → linear_sum_assignment
+    # W2 in 1-D (unequal sizes) against POT's 1-D solver (which returns W_p^p)
+    import ot
+    assert M.wasserstein(u, v, p=2) == pytest.approx(math.sqrt(ot.wasserstein_1d(u, v, p=2)), rel=1e-9)
+    # n-D, equal sizes (assignment path) against POT's network simplex
     x, y = g.standard_normal((80, 3)), g.standard_normal((80, 3)) + 0.5
     c = scipy.spatial.distance.cdist(x, y)
-    r, col = scipy.optimize.linear_sum_assignment(c)
-    assert M.wasserstein(x, y, method="exact") == pytest.approx(c[r, col].mean(), rel=1e-9)
-    c2 = c**2
-    r, col = scipy.optimize.linear_sum_assignment(c2)
-    assert M.wasserstein(x, y, p=2, method="exact") == pytest.approx(math.sqrt(c2[r, col].mean()), rel=1e-9)
-    # sliced ≤ exact (each projection is 1-Lipschitz), and positive for shifted sets
-    sw = M.wasserstein(x, y, p=2, method="sliced")
-    assert 0 < sw <= M.wasserstein(x, y, p=2, method="exact")
+    w = np.full(80, 1 / 80)
+    assert M.wasserstein(x, y, method="exact") == pytest.approx(ot.emd2(w, w, c), rel=1e-9)
+    assert M.wasserstein(x, y, p=2, method="exact") == pytest.approx(math.sqrt(ot.emd2(w, w, c**2)), rel=1e-9)
+    # n-D, unequal sizes (POT path) against the transport linear programme solved by scipy's HiGHS
+    a, b = g.standard_normal((9, 2)), g.standard_normal((6, 2)) * 2
+    cost = scipy.spatial.distance.cdist(a, b)
+    m, n = cost.shape
+    A = np.vstack([np.kron(np.eye(m), np.ones(n)), np.kron(np.ones(m), np.eye(n))])
+    lp = scipy.optimize.linprog(cost.ravel(), A_eq=A, b_eq=np.r_[np.full(m, 1 / m), np.full(n, 1 / n)],
+                                bounds=(0, None), method="highs")
+    assert M.wasserstein(a, b, method="exact") == pytest.approx(lp.fun, rel=1e-7)
+    # sliced: the mean over random unit directions of exact 1-D distances (scipy), ≤ exact W
+    xs, ys = g.standard_normal((70, 3)), g.standard_normal((50, 3)) + 0.5
+    th = torch.randn(3, 32, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    th = (th / th.norm(dim=0)).numpy()
+    ref = np.mean([scipy.stats.wasserstein_distance(xs @ th[:, i], ys @ th[:, i]) for i in range(32)])
+    assert M.wasserstein(xs, ys, method="sliced", n_projections=32, seed=5) == pytest.approx(ref, rel=1e-9)
+    assert 0 < M.wasserstein(x, y, p=2, method="sliced") <= M.wasserstein(x, y, p=2, method="exact")
 
 
 # ---------------------------------------------------------------- c2st

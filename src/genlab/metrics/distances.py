@@ -220,30 +220,61 @@ def wasserstein_method(n_x: int, n_y: int, dim: int, method: str = "auto", max_e
     return method
 
 
+def _wasserstein_1d_pp(u: torch.Tensor, v: torch.Tensor, p: float) -> torch.Tensor:
+    """W_p^p between the empirical distributions of the columns of u (m, B) and v (n, B):
+
+        W_p^p = ∫₀¹ |F⁻¹(t) − G⁻¹(t)|^p dt,
+
+    exact: the quantile functions are step functions with jumps at i/m and j/n, so the integral
+    is a finite sum over the merged breakpoints (equal sizes: the mean of |u_(i) − v_(i)|^p).
+    """
+    u, _ = torch.sort(u, dim=0)
+    v, _ = torch.sort(v, dim=0)
+    m, n = u.shape[0], v.shape[0]
+    if m == n:
+        return ((u - v).abs() ** p).mean(0)
+    t = torch.unique(torch.cat([torch.arange(1, m + 1, dtype=torch.float64) / m,
+                                torch.arange(1, n + 1, dtype=torch.float64) / n]))
+    t = torch.cat([torch.zeros(1, dtype=torch.float64), t.clamp(max=1.0)])
+    w = t[1:] - t[:-1]
+    mid = (t[1:] + t[:-1]) / 2
+    iu = (mid * m).floor().long().clamp(max=m - 1)
+    iv = (mid * n).floor().long().clamp(max=n - 1)
+    return ((u[iu] - v[iv]).abs() ** p * w[:, None].to(u.dtype)).sum(0)
+
+
 def wasserstein(x, y, p: int = 1, method: str = "auto", n_projections: int = 256, max_exact: int = 3000,
                 seed: int = 0) -> float:
     """p-Wasserstein distance between the empirical distributions of x and y (Villani 2008):
 
         W_p = ( min_{γ ∈ Π(1/m, 1/n)} Σ_ij γ_ij ‖x_i − y_j‖^p )^{1/p}
 
-    ``method="exact"`` solves the transport problem with POT's network simplex (``ot.emd2``);
-    ``"sliced"`` is the sliced Wasserstein distance (Rabin et al. 2011; Bonneel et al. 2015)
-    SW_p = (E_θ W_p^p(θᵀx, θᵀy))^{1/p} over ``n_projections`` random directions (``ot.sliced``;
-    a different quantity, ≤ W_p); ``"auto"`` is exact when both sets have ≤ ``max_exact`` points
-    or the data are 1-D (exact by sorting), sliced otherwise.
+    ``method="exact"``: in 1-D by sorting (quantile functions); for equal sizes as an assignment
+    problem (``scipy.optimize.linear_sum_assignment``: with uniform weights an optimal plan is a
+    permutation); otherwise POT's network simplex (``ot.emd2``). ``"sliced"``: the sliced
+    Wasserstein distance (Rabin et al. 2011; Bonneel et al. 2015) SW_p = (E_θ W_p^p(θᵀx, θᵀy))^{1/p}
+    over ``n_projections`` random unit directions, each 1-D term exact by sorting (a different
+    quantity, ≤ W_p). ``"auto"``: exact when the data are 1-D or both sets have ≤ ``max_exact``
+    points, sliced otherwise.
     """
-    import ot
-
     x = as_features(x, "x", dtype=torch.float64)
     y = as_features(y, "y", dtype=torch.float64)
     same_dim(x, y)
     method = wasserstein_method(x.shape[0], y.shape[0], x.shape[1], method, max_exact)
-    xn, yn = x.numpy(), y.numpy()
     if method == "exact":
         if x.shape[1] == 1:
-            return float(ot.wasserstein_1d(xn[:, 0], yn[:, 0], p=p)) ** (1.0 / p)
-        a = np.full(len(xn), 1.0 / len(xn))
-        b = np.full(len(yn), 1.0 / len(yn))
-        cost = ot.dist(xn, yn, metric="euclidean") ** p
-        return float(ot.emd2(a, b, cost, numItermax=10_000_000)) ** (1.0 / p)
-    return float(ot.sliced_wasserstein_distance(xn, yn, n_projections=n_projections, p=p, seed=seed))
+            return float(_wasserstein_1d_pp(x, y, p)[0]) ** (1.0 / p)
+        cost = cdist(x, y) ** p
+        if x.shape[0] == y.shape[0]:
+            # uniform weights, equal sizes: an optimal plan is a permutation (Birkhoff–von Neumann)
+            from scipy.optimize import linear_sum_assignment
+            c = cost.numpy()
+            r, col = linear_sum_assignment(c)
+            return float(c[r, col].mean()) ** (1.0 / p)
+        import ot  # POT's network simplex for unequal sizes (imported lazily: a slow import)
+        a = np.full(x.shape[0], 1.0 / x.shape[0])
+        b = np.full(y.shape[0], 1.0 / y.shape[0])
+        return float(ot.emd2(a, b, cost.numpy(), numItermax=10_000_000)) ** (1.0 / p)
+    theta = torch.randn(x.shape[1], n_projections, generator=rng(seed), dtype=torch.float64)
+    theta = theta / theta.norm(dim=0, keepdim=True)           # uniform directions on the sphere
+    return float(_wasserstein_1d_pp(x @ theta, y @ theta, p).mean()) ** (1.0 / p)
