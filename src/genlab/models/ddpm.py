@@ -138,7 +138,7 @@ class DenoiserFamily(GenerativeModel):
     def to_model(self, x: torch.Tensor) -> torch.Tensor:
         if self.info.discrete:
             return 2 * x.float() / (self.info.num_levels - 1) - 1
-        return x.float() * self.config.x_scale
+        return (x if x.is_floating_point() else x.float()) * self.config.x_scale
 
     def from_model(self, z: torch.Tensor) -> torch.Tensor:
         if self.info.discrete:
@@ -146,7 +146,9 @@ class DenoiserFamily(GenerativeModel):
             return ((z + 1) / 2 * (K - 1)).round().clamp(0, K - 1).long()
         return z / self.config.x_scale
 
-    def randn(self, n: int, generator=None, dtype=torch.float32) -> torch.Tensor:
+    def randn(self, n: int, generator=None) -> torch.Tensor:
+        dtype = next((p.dtype for p in list(self.parameters()) + list(self.buffers()) if p.is_floating_point()),
+                     torch.float32)
         return torch.randn((n, *self.info.shape), generator=generator, dtype=dtype).to(self.device)
 
     def log_scale_correction(self) -> float:

@@ -113,11 +113,11 @@ class NCSN(DenoiserFamily):
                sampler: str = "langevin", step_lr: float | None = None, denoise: bool = True,
                progress: bool = False, return_model_space: bool = False):
         """Annealed Langevin dynamics (``sampler="langevin"``): ``steps`` per noise level (NFE =
-        steps × num_scales + 1); ``step_lr`` = ε (default 2e-5·(σ_L/0.01)² scaled per data kind)."""
+        steps × num_scales + 1); ``step_lr`` = ε (α_i = ε σ_i²/σ_L²; default 2e-5 for images, 5e-5 for vectors: keep α_1 / (σ_1² + data variance) < 2)."""
         if sampler != "langevin":
             raise ModelError(f"ncsn's sampler is 'langevin' (annealed Langevin dynamics), got {sampler!r}")
         y = self.check_cond(n, cond)
-        eps = step_lr if step_lr is not None else (2e-5 if self.info.modality == "image" else 1e-4)
+        eps = step_lr if step_lr is not None else (2e-5 if self.info.modality == "image" else 5e-5)
         x = (torch.rand((n, *self.info.shape), generator=generator) * 2 - 1).to(self.device) * float(self.sigmas[0])
         nfe = 0
         levels = range(self.config.num_scales)

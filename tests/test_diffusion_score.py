@@ -1,0 +1,127 @@
+"""Score-based models: VP/VE marginals, the exact score of Gaussian data plugged in as the network,
+probability-flow ODE likelihood vs the closed form, reverse-SDE / PC / ODE / annealed-Langevin
+samplers reaching the Gaussian, and the score-matching objectives' optimum."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import genlab as gl
+from genlab.data import DataInfo
+from genlab.sampling.ode import ode_log_prob, uniform_grid
+from genlab.sampling.sde import euler_maruyama
+
+MU, S = torch.tensor([1.0, -2.0], dtype=torch.float64), 0.5
+
+
+class GaussianEpsNet(nn.Module):
+    """score-sde's optimal ``net = −std_t · ∇ log p_t`` for data N(μ, s² I):
+    p_t = N(m_t μ, (m_t² s² + std_t²) I)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = [model]
+        self.register_buffer("mu", MU.clone())
+
+    def forward(self, x, t, y=None):
+        m, std = self.model[0].marginal(t.to(x.dtype))
+        m, std = m[:, None], std[:, None]
+        return std * (x - m * self.mu) / (m ** 2 * S ** 2 + std ** 2)
+
+
+def analytic_sde(sde):
+    m = gl.create("score-sde", data=DataInfo(shape=(2,)), sde=sde, width=8, depth=1, sigma_max=50.0)
+    m.net = GaussianEpsNet(m)
+    return m.double()
+
+
+def marginal_logp(m, x, t):
+    mt, std = m.marginal(torch.tensor(t, dtype=torch.float64))
+    v = mt ** 2 * S ** 2 + std ** 2
+    return (-0.5 * (x - mt * MU) ** 2 / v - 0.5 * torch.log(2 * math.pi * v)).sum(1)
+
+
+@pytest.mark.parametrize("sde", ["vp", "ve"])
+def test_marginals_match_the_forward_sde(sde):
+    m = analytic_sde(sde)
+    g = torch.Generator().manual_seed(0)
+    x = torch.full((20000, 1), 1.5, dtype=torch.float64)
+    out, _ = euler_maruyama(lambda t, x: m.f_g(x, t)[0], lambda t: m.f_g(torch.zeros(()), t)[1], x,
+                            uniform_grid(0, 0.6, 300), g, denoise_last=False)
+    mt, std = m.marginal(torch.tensor(0.6, dtype=torch.float64))
+    assert abs(out.mean().item() - 1.5 * mt.item()) < 0.03 * max(1, std.item())
+    assert abs(out.std().item() / std.item() - 1) < 0.03
+
+
+@pytest.mark.parametrize("sde", ["vp", "ve"])
+def test_exact_score_and_probability_flow_likelihood(sde):
+    m = analytic_sde(sde)
+    t = 0.4
+    x = (MU + torch.randn(6, 2, dtype=torch.float64)).requires_grad_(True)
+    true = torch.autograd.grad(marginal_logp(m, x, t).sum(), x)[0]
+    assert torch.allclose(m.score(x.detach(), torch.tensor(t, dtype=torch.float64)), true, atol=1e-10)
+    xs = MU + 0.7 * torch.randn(10, 2, dtype=torch.float64)
+    true = marginal_logp(m, xs, m.config.t_eps)
+    # the probability-flow ODE maps p_{t_eps} to p_1 exactly: with p_1 as the prior the formula is exact
+    res = ode_log_prob(m.pf_drift(), xs, m.config.t_eps, 1.0, lambda z: marginal_logp(m, z, 1.0),
+                       method="dopri5", rtol=1e-8, atol=1e-8)
+    assert torch.allclose(res.log_prob, true, atol=1e-4), (res.log_prob, true)
+    # the model's log_prob uses the SDE's prior N(0, σ_T² I) instead of p_1: a small, known mismatch
+    lp = m.log_prob(xs, sampler="dopri5", rtol=1e-7, atol=1e-7)
+    mismatch = (m.prior_log_prob(res.z) - marginal_logp(m, res.z, 1.0))
+    assert torch.allclose(lp, true + mismatch, atol=1e-4)
+    # (with σ_max = 5 instead of 50 the VE mismatch reaches 0.74 nats: σ_max must dwarf the data)
+    assert mismatch.abs().max() < 0.1
+    assert m.likelihood_info()["kind"] == "estimate" and m.likelihood_info()["trace"] == "exact"
+
+
+@pytest.mark.parametrize("sde,sampler,steps", [("vp", "em", 300), ("vp", "pc", 100), ("vp", "rk4", 20),
+                                               ("ve", "em", 300), ("ve", "heun", 50)])
+def test_score_sde_samplers_reach_the_gaussian(sde, sampler, steps):
+    m = analytic_sde(sde)
+    x = m.sample(8000, sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(0))
+    tol = 0.04
+    assert torch.allclose(x.mean(0), MU, atol=tol), x.mean(0)
+    assert torch.allclose(x.std(0), torch.tensor([S, S], dtype=torch.float64), atol=tol), x.std(0)
+
+
+class NCSNOptimal(nn.Module):
+    """NCSN's optimal ``net(x, σ) = σ ∇ log N(x; μ, (s² + σ²) I)``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = [model]
+        self.register_buffer("mu", MU.clone())
+
+    def forward(self, x, tau, y=None):
+        c = self.model[0].config
+        sigma = torch.exp(tau.to(x.dtype) * (math.log(c.sigma_max) - math.log(c.sigma_min)) + math.log(c.sigma_min))
+        sigma = sigma[:, None]
+        return -sigma * (x - self.mu) / (S ** 2 + sigma ** 2)
+
+
+def test_annealed_langevin_with_the_exact_score():
+    m = gl.create("ncsn", data=DataInfo(shape=(2,)), width=8, depth=1, sigma_max=3.0, num_scales=10)
+    m.net = NCSNOptimal(m)
+    m.double()
+    x = m.sample(8000, steps=100, step_lr=5e-5, generator=torch.Generator().manual_seed(0))
+    assert m.last_nfe == 1001
+    assert torch.allclose(x.mean(0), MU, atol=0.03) and torch.allclose(x.std(0), torch.tensor([S, S]).double(),
+                                                                       atol=0.03), x.std(0)
+
+
+@pytest.mark.parametrize("objective", ["dsm", "ssm"])
+def test_score_matching_objectives_are_minimised_by_the_true_score(objective):
+    """Scaling the optimal network's output by 1 ± 0.3 raises the expected loss."""
+    m = gl.create("ncsn", data=DataInfo(shape=(2,)), width=8, depth=1, objective=objective)
+    opt = NCSNOptimal(m)
+    m.double()
+    x = (MU + S * torch.randn(40000, 2, dtype=torch.float64))
+    losses = {}
+    for k in (0.7, 1.0, 1.3):
+        m.net = nn.Module()
+        m.net.forward = (lambda k_: (lambda x, t, y=None: k_ * opt(x, t)))(k)
+        torch.manual_seed(3)
+        losses[k] = float(m({"x": x}))
+    assert losses[1.0] < losses[0.7] and losses[1.0] < losses[1.3], losses
