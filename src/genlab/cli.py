@@ -118,6 +118,8 @@ def train(ctx: typer.Context,
     try:
         ds = gl.load_dataset(data, split="train", **data_kw)
         val = gl.load_dataset(data, split="val", **data_kw)
+        import torch
+        torch.manual_seed(seed)  # the model's initialisation is part of the run's seed
         m = gl.create(model, data=ds, **model_kw)
     except (DataError, ModelError, TypeError) as e:
         _fail(str(e))

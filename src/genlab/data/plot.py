@@ -6,6 +6,8 @@ numpy array (H, W, 3) of floats in [0, 1] for reuse (reports, TensorBoard).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import math
 
 import numpy as np
@@ -141,5 +143,6 @@ def save_samples(x, info: DataInfo, path, cond=None, title: str | None = None, d
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(str(path), dpi=dpi, format="png")
     return str(path)

@@ -233,7 +233,9 @@ def save_sample_picture(module: GenerativeModel, data: Dataset, cfg: TrainConfig
     info = module.info
     n = cfg.num_samples or {"image": 64, "vector": 1000}.get(info.modality, 8)
     cond = None
-    if info.cond == "label":
+    if not getattr(module, "conditional_ok", False):
+        pass  # an unconditional model of labelled data: sample without conditions
+    elif info.cond == "label":
         cond = torch.arange(n, device=device) % info.num_classes
     elif info.cond == "continuous" and data.y is not None:
         cond = data.y[torch.arange(n) % len(data)].to(device)
