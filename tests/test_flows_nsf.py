@@ -112,10 +112,10 @@ def test_conditional_flow_uses_labels_and_each_conditional_density_is_normalised
     x = centres[y] + 0.4 * torch.randn(n, 2, generator=g)
     info = DataInfo(shape=(2,), cond="label", num_classes=2, name="two-blobs")
     ds = gl.Dataset(x=x, y=y, info=info)
-    m = gl.create("nsf", data=ds, num_layers=3, hidden=(32, 32), cond_embed=4, conditional=True)
-    train(m, ds, steps=200, lr=5e-3)
+    m = gl.create("maf", data=ds, num_layers=3, hidden=(32, 32), cond_embed=4, conditional=True)
+    train(m, ds, steps=150, lr=5e-3)
     for c in (0, 1):
-        assert abs(grid_mass(m, lim=6.0, n=201, cond=c) - 1.0) < 0.02
+        assert abs(grid_mass(m, lim=6.0, n=161, cond=c) - 1.0) < 0.01
         s = m.sample(500, cond=c, generator=torch.Generator().manual_seed(c))
         assert (s.mean(0) - centres[c]).norm() < 0.3
     pts = centres.clone()
@@ -136,7 +136,7 @@ def test_conditional_flow_uses_labels_and_each_conditional_density_is_normalised
     # continuous conditions go straight into the conditioner
     info2 = DataInfo(shape=(2,), cond="continuous", cond_shape=(1,), name="cont")
     ds2 = gl.Dataset(x=x, y=y.float()[:, None], info=info2)
-    m2 = gl.create("maf", data=ds2, num_layers=2, hidden=(16,), conditional=True)
+    m2 = gl.create("realnvp", data=ds2, num_layers=2, hidden=(16,), conditional=True)
     train(m2, ds2, steps=30)
     assert m2.log_prob(pts, cond=torch.tensor([[0.0], [1.0]])).shape == (2,)
     assert m2.sample(3, cond=torch.tensor([[1.0]] * 3)).shape == (3, 2)
