@@ -11,10 +11,12 @@ from .design import Design, DesignError, load_design, parse_design
 from .create import create, load_manifest, participant_plan
 
 
-def serve(test_dir, host: str = "127.0.0.1", port: int = 8765, db=None, admin_token=None, log_level="warning"):
+def serve(test_dir, host: str = "127.0.0.1", port: int = 8765, db=None, admin_token=None, log_level="warning",
+          workers: int = 1):
     """Serve a test folder (see :func:`genlab.apps.rate.server.serve`)."""
     from .server import serve as _serve
-    return _serve(test_dir, host=host, port=port, db=db, admin_token=admin_token, log_level=log_level)
+    return _serve(test_dir, host=host, port=port, db=db, admin_token=admin_token, log_level=log_level,
+                  workers=workers)
 
 
 def analyze(test_dir, out=None, db=None, n_boot: int = 2000, seed: int = 0):

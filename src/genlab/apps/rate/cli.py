@@ -33,10 +33,11 @@ def serve_cmd(test_dir: Path = typer.Argument(..., help="folder made by `genlab 
               port: int = typer.Option(8765, help="TCP port"),
               db: Optional[str] = typer.Option(None, help="SQLite path or postgresql:// URL "
                                                           "(default TEST_DIR/responses.sqlite)"),
-              admin_token: Optional[str] = typer.Option(None, help="admin token (default: kept in TEST_DIR)")):
+              admin_token: Optional[str] = typer.Option(None, help="admin token (default: kept in TEST_DIR)"),
+              workers: int = typer.Option(1, help="uvicorn worker processes sharing the database")):
     """Serve the test; prints the participant link and the admin token."""
     from .server import serve
-    serve(test_dir, host=host, port=port, db=db, admin_token=admin_token)
+    serve(test_dir, host=host, port=port, db=db, admin_token=admin_token, workers=workers)
 
 
 @rate_app.command("analyze")

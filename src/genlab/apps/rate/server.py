@@ -488,12 +488,20 @@ def make_app(test_dir: str | Path, db: str | None = None, admin_token: str | Non
     return BodyLimit(app, max_body)
 
 
+def _app_from_env():
+    """App factory for multi-worker uvicorn (each worker process builds its own app)."""
+    return make_app(os.environ["GENLAB_RATE_TEST_DIR"], db=os.environ.get("GENLAB_RATE_DB") or None,
+                    admin_token=os.environ.get("GENLAB_RATE_ADMIN_TOKEN") or None)
+
+
 def serve(test_dir: str | Path, host: str = "127.0.0.1", port: int = 8765, db: str | None = None,
-          admin_token: str | None = None, log_level: str = "warning") -> None:
+          admin_token: str | None = None, log_level: str = "warning", workers: int = 1) -> None:
     """Serve the test in ``test_dir`` with uvicorn; prints the participant link and the admin token.
 
     ``host`` defaults to loopback; pass ``0.0.0.0`` only behind a TLS reverse proxy.
     ``db`` is a SQLite path (default ``TEST_DIR/responses.sqlite``) or a ``postgresql://`` URL.
+    ``workers`` > 1 runs several uvicorn processes on the same database (SQLite WAL or PostgreSQL);
+    uniqueness and numbering are enforced by the database, so answers stay exactly-once.
     """
     import uvicorn
 
@@ -507,4 +515,11 @@ def serve(test_dir: str | Path, host: str = "127.0.0.1", port: int = 8765, db: s
     print(f"progress:         curl -H 'Authorization: Bearer {svc.admin_token}' http://{shown}:{port}/admin/progress",
           flush=True)
     print(f"responses stored in {svc.db_target}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    if workers > 1:
+        svc.store.close()
+        os.environ.update(GENLAB_RATE_TEST_DIR=str(Path(test_dir).resolve()), GENLAB_RATE_DB=db or "",
+                          GENLAB_RATE_ADMIN_TOKEN=admin_token or "")
+        uvicorn.run("genlab.apps.rate.server:_app_from_env", factory=True, host=host, port=port,
+                    workers=workers, log_level=log_level, access_log=False)
+    else:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -104,14 +104,14 @@ def _child(test_dir, port, admin_token, db):  # pragma: no cover - runs in the c
 
 
 def start_server(test_dir: Path, port: int, admin_token: str = "admin-secret-token", db: str | None = None,
-                 timeout: float = 60.0, fork: bool = False):
+                 timeout: float = 60.0, fork: bool = False, workers: int = 1):
     """Start a server on 127.0.0.1:port and wait until it answers: ``python -m genlab.apps.rate serve``
     in a subprocess, or (``fork=True``) a forked child of this process."""
     if fork:
         proc = ForkedServer(test_dir, port, admin_token, db)
     else:
         cmd = [sys.executable, "-m", "genlab.apps.rate", "serve", str(test_dir), "--port", str(port),
-               "--admin-token", admin_token]
+               "--admin-token", admin_token, "--workers", str(workers)]
         if db:
             cmd += ["--db", db]
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
