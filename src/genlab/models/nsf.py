@@ -149,7 +149,7 @@ class NSF(FlowModel):
     @dataclass
     class Config:
         variant: str = "coupling"               # coupling | autoregressive
-        num_layers: int = 6
+        num_layers: int = 4
         hidden: tuple[int, ...] = (128, 128)
         bins: int = 8
         tail_bound: float = 4.0                 # splines act on [−B, B]; identity outside
