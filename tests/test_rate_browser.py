@@ -30,7 +30,8 @@ def make_driver(width=1100, height=900):
     opts = Options()
     opts.binary_location = CHROMIUM
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-              "--no-first-run", "--disable-extensions", f"--window-size={width},{height}"):
+              "--no-first-run", "--disable-extensions", "--mute-audio",
+              "--autoplay-policy=no-user-gesture-required", f"--window-size={width},{height}"):
         opts.add_argument(a)
     d = webdriver.Chrome(service=Service(DRIVER), options=opts)
     d.set_page_load_timeout(30)
@@ -41,9 +42,9 @@ def make_driver(width=1100, height=900):
 def served(tmp_path):
     procs, drivers = [], []
 
-    def go(ttype, **kw):
+    def go(ttype, modality="image", **kw):
         size = kw.pop("_size", (1100, 900))
-        d = toy_design(tmp_path / "src", ttype, "image", **kw)
+        d = toy_design(tmp_path / "src", ttype, modality, **kw)
         test = create(d, tmp_path / "test")
         port = free_port()
         procs.append(start_server(test, port, "admin", fork=True))
@@ -159,3 +160,32 @@ def test_keyboard_only_on_a_phone_screen(served):
     wait(drv, lambda d: d.find_element(By.ID, "done").is_displayed())
     time.sleep(0.2)
     assert len(rows(test)) == 5
+
+
+def test_mushra_audio_needs_every_recording_played_and_sliders_by_keyboard(served):
+    test, port, drv = served("mushra", modality="audio", n_systems=2, n_items=1, min_time_s=0.0)
+    drv.get(f"http://127.0.0.1:{port}/")
+    wait(drv, lambda d: d.find_element(By.ID, "consent").is_displayed())
+    drv.find_element(By.ID, "consent-box").click()
+    drv.find_element(By.ID, "consent-go").click()
+    wait(drv, lambda d: d.find_element(By.ID, "start").is_displayed())
+    drv.find_element(By.ID, "start").click()
+    wait(drv, lambda d: d.find_element(By.ID, "trial").is_displayed())
+    sliders = drv.find_elements(By.CSS_SELECTOR, "#stimuli input[type=range]")
+    assert len(sliders) == 5                          # 2 systems + hidden reference + 2 anchors
+    assert len(drv.find_elements(By.CSS_SELECTOR, "#reference audio")) == 1
+    want = []
+    for k, s in enumerate(sliders):                   # keyboard: focus a slider, arrow keys move it
+        drv.execute_script("arguments[0].focus()", s)
+        s.send_keys(*([Keys.ARROW_RIGHT] * (3 + 2 * k)))
+        want.append(3 + 2 * k)
+    submit = drv.find_element(By.ID, "submit")
+    assert not submit.is_enabled() and "Play every recording" in drv.find_element(By.ID, "status").text
+    for a in drv.find_elements(By.CSS_SELECTOR, "#stimuli audio"):
+        drv.execute_script("arguments[0].play()", a)
+    wait(drv, lambda d: submit.is_enabled())          # only after every 'ended' event
+    submit.click()
+    wait(drv, lambda d: d.find_element(By.ID, "done").is_displayed())
+    (_, idx, resp, positions, stimuli, rt_ms, client), = rows(test)
+    assert json.loads(resp) == {"scores": want}
+    assert len(json.loads(stimuli)) == 6              # 5 slots + the open reference
