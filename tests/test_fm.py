@@ -103,12 +103,14 @@ def test_fm_cfg_weight_zero_equals_unconditional_and_reflow_pairs():
     assert torch.equal(a, b) and not torch.allclose(a, c)
     assert m.last_nfe == 16
     pairs = m.reflow_pairs(10, steps=4, generator=torch.Generator().manual_seed(0))
-    assert pairs.x.shape == (10, 2, 2) and pairs.y.shape == (10,)
-    # the second column is the model's own ODE image of the first
-    assert torch.allclose(pairs.x[:, 1], m.sample(10, cond=pairs.y, x0=pairs.x[:, 0], steps=4, sampler="rk4"),
-                          atol=1e-6)
+    assert pairs.x.shape == (10, 2) and pairs.y.shape == (10, 3)
+    # x is the model's own ODE image of the noise stored in y[:, :2]; y[:, 2] is the label
+    labels = pairs.y[:, 2].long()
+    assert torch.allclose(pairs.x, m.sample(10, cond=labels, x0=pairs.y[:, :2], steps=4, sampler="rk4"), atol=1e-6)
     loss = m({"x": pairs.x, "y": pairs.y})
     assert loss.ndim == 0 and torch.isfinite(loss)
+    run = gl.train(m, pairs, steps=2, batch_size=5, progress=False)   # the engine accepts the pairs
+    assert run.step == 2
 
 
 def test_ot_coupling_shortens_paths_in_training_batches():

@@ -255,7 +255,7 @@ class DDPM(DenoiserFamily):
             logvar = frac * torch.log(sched.at("betas", t, xt)) + (1 - frac) * sched.at("post_logvar", t, xt)
         elif self.config.variance == "fixed_large":
             # β_t, with β̃_1 at t = 0 (Ho et al.'s choice for the decoder step)
-            lv = torch.log(torch.cat([sched.post_var[1:2], sched.betas[1:]]))
+            lv = torch.log(torch.cat([sched.post_var[1:2] if sched.T > 1 else sched.betas[:1], sched.betas[1:]]))
             logvar = lv[t.long()].to(xt.dtype).reshape(-1, *([1] * (xt.ndim - 1))).expand_as(xt)
         else:
             logvar = sched.at("post_logvar", t, xt).expand_as(xt)

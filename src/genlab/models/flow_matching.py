@@ -11,7 +11,7 @@ Time runs from t = 0 (noise x₀ ~ N(0, I)) to t = 1 (data x₁). Conditional Ga
 - ``cfm``: independent coupling (x₀, x₁) ~ N(0, I) ⊗ data, σ_min from the config.
 - ``rectified``: σ_min = 0 (the straight line ``x_t = (1 − t) x₀ + t x₁``); :meth:`FlowMatching.reflow_pairs`
   draws (z, ODE(z)) pairs from the trained model to retrain on ("reflow"), which straightens the
-  flow so that few Euler steps suffice.
+  flow so that few Euler steps suffice. (Any path can be reflowed.)
 - ``ot``: minibatch OT coupling — within each batch the noise is re-paired with the data by the
   exact assignment minimising ``Σ ‖x₀ − x₁‖²`` (scipy's ``linear_sum_assignment``).
 
@@ -107,15 +107,18 @@ class FlowMatching(DenoiserFamily):
 
     # ---- training ----------------------------------------------------------------------------------------
     def loss(self, batch, phase="main"):
-        x = batch["x"]
-        if x.shape[1:] == (2, *self.info.shape):       # reflow pairs (model space): x[:, 0] noise, x[:, 1] data
-            x0, x1 = x[:, 0].float(), x[:, 1].float()
+        x, y = batch["x"], batch.get("y")
+        reflow = y is not None and y.is_floating_point()
+        if reflow:   # reflow pairs (see reflow_pairs): x = Φ(z) in model space, y = [z, label]
+            x1 = x.float()
+            D = self.info.dim
+            x0 = y[:, :D].reshape(x1.shape).to(x1)
+            y = y[:, D].round().long() if self.num_classes is not None else None
         else:
             x1 = self.to_model_dequant(x)
             x0 = torch.randn_like(x1)
-        y = batch.get("y")
-        if self.config.path == "ot" and x.shape[1:] == self.info.shape:
-            x0 = x0[ot_pairing(x0, x1)]
+            if self.config.path == "ot":
+                x0 = x0[ot_pairing(x0, x1)]
         y = self.drop_labels(y)
         t = torch.rand(x1.shape[0], device=x1.device)
         xt = path_sample(x0, x1, t, self.sigma_min)
@@ -151,9 +154,11 @@ class FlowMatching(DenoiserFamily):
     @torch.no_grad()
     def reflow_pairs(self, n: int, cond=None, steps: int = 100, sampler: str = "rk4", generator=None,
                      batch_size: int = 2000) -> Dataset:
-        """Rectified flow's reflow (Liu et al. 2023, Alg. 1): pairs (z, Φ(z)) with Φ this model's ODE map,
-        as a Dataset of shape (2, *shape) in model space; train a fresh (or this) model on it with
-        ``gl.train`` to get a straighter flow. Conditional models draw uniform labels unless ``cond``."""
+        """Rectified flow's reflow (Liu et al. 2023, Alg. 1): pairs (z, Φ(z)) with Φ this model's ODE map.
+
+        Returns a Dataset to pass to ``gl.train`` (a fresh model or a copy of this one): ``x`` = Φ(z) in
+        the model's continuous space, ``y`` = [z flattened, label] (a continuous condition that
+        :meth:`loss` recognises as a reflow coupling). Conditional models draw uniform labels unless ``cond``."""
         if self.num_classes is not None and cond is None:
             cond = torch.randint(0, self.num_classes, (n,), generator=generator)
         y = self.check_cond(n, cond)
@@ -164,10 +169,12 @@ class FlowMatching(DenoiserFamily):
             xs.append(self.sample(m, cond=None if y is None else y[i:i + m], steps=steps, sampler=sampler, x0=z,
                                   return_model_space=True))
             zs.append(z)
-        pairs = torch.stack([torch.cat(zs), torch.cat(xs)], 1).cpu()
-        info = DataInfo(shape=(2, *self.info.shape), modality="vector", name=f"reflow-{self.info.name}",
-                        cond=self.info.cond, num_classes=self.info.num_classes)
-        return Dataset(pairs, info, y=None if y is None else y.cpu(), source={"reflow_of": self.info.name})
+        z, x1 = torch.cat(zs).cpu().float(), torch.cat(xs).cpu().float()
+        cols = [z.flatten(1)] + ([] if y is None else [y.cpu().float()[:, None]])
+        yy = torch.cat(cols, 1)
+        info = DataInfo(shape=self.info.shape, modality=self.info.modality, name=f"reflow-{self.info.name}",
+                        cond="continuous", cond_shape=(yy.shape[1],))
+        return Dataset(x1, info, y=yy, source={"reflow_of": self.info.name, "steps": steps, "sampler": sampler})
 
     # ---- likelihood -------------------------------------------------------------------------------------------
     def log_prob(self, x, cond=None, trace: str | None = None, sampler: str = "dopri5", steps: int = 100,

@@ -81,7 +81,7 @@ class DiffusionSchedule(nn.Module):
         buf = dict(betas=betas, alphas=alphas, alpha_bar=ab, alpha_bar_prev=ab_prev,
                    post_var=post_var,
                    # log β̃ with β̃_0 = 0 replaced by β̃_1 (Nichol & Dhariwal's "clipped" log variance)
-                   post_logvar=torch.log(torch.cat([post_var[1:2], post_var[1:]])),
+                   post_logvar=torch.log(torch.cat([post_var[1:2] if len(betas) > 1 else betas[:1], post_var[1:]])),
                    post_c0=betas * ab_prev.sqrt() / (1 - ab),
                    post_ct=(1 - ab_prev) * alphas.sqrt() / (1 - ab))
         for k, v in buf.items():
