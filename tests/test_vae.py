@@ -228,3 +228,35 @@ def test_conditional_errors_and_diagnostics(small_images):
     assert reconstruct(u, ds.x[:4]).shape == (4, 1, 6, 6)
     assert interpolate(u, ds.x[0], ds.x[1], steps=5).shape == (5, 1, 6, 6)
     assert traverse(u, ds.x[0], dims=[0, 2], values=[-1, 0, 1]).shape == (2, 3, 1, 6, 6)
+
+
+# ---- hierarchical VAE ------------------------------------------------------------------------------
+def test_gaussian_kl_matches_torch_distributions():
+    from genlab.models.hvae import gaussian_kl
+    g = torch.Generator().manual_seed(0)
+    a, b, c, e = (torch.randn(5, 3, generator=g) for _ in range(4))
+    ref = torch.distributions.kl_divergence(torch.distributions.Normal(a, (0.5 * b).exp()),
+                                            torch.distributions.Normal(c, (0.5 * e).exp())).sum(-1)
+    torch.testing.assert_close(gaussian_kl(a, b, c, e), ref)
+
+
+def test_hvae_elbo_paths_agree_and_iwae_tightens(small_images):
+    ds = small_images
+    torch.manual_seed(0)
+    m = gl.create("hvae", data=ds, latent_dim=3, latent2_dim=2, hidden=(32, 32)).double()
+    x = ds.x[:6]
+    g = torch.Generator().manual_seed(0)
+    R = 3000
+    elbo = m.elbo(x.repeat(R, 1, 1, 1), generator=g).reshape(R, -1)           # analytic KLs
+    lw1 = m.log_weights(x, k=R, generator=g)                                    # (6, R) log w, MC
+    se = (elbo.var(0) / R + lw1.var(1) / R).sqrt()
+    assert ((elbo.mean(0) - lw1.mean(1)).abs() < 4 * se).all()               # same bound, two estimators
+    l100 = m.log_prob(x, num_samples=100, generator=g)
+    assert (l100 > elbo.mean(0) + 0.1).all()
+    z = m.sample_latent(4, generator=torch.Generator().manual_seed(1))
+    assert z.shape == (4, 3)
+    s = m.sample(4, generator=torch.Generator().manual_seed(1))
+    assert s.shape == (4, 1, 6, 6) and torch.equal(s, m.sample(4, generator=torch.Generator().manual_seed(1)))
+    gl.train(m.float(), ds, steps=3, batch_size=16, progress=False)
+    with pytest.raises(ModelError, match="vamp|Vamp"):
+        gl.create("hvae", data=ds, prior="vamp")

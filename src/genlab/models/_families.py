@@ -14,3 +14,4 @@ from . import glow  # noqa: F401
 from . import ddpm  # noqa: F401
 from . import flow_matching  # noqa: F401
 from . import score  # noqa: F401
+from . import hvae  # noqa: F401

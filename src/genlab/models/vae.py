@@ -371,7 +371,8 @@ class VAE(GenerativeModel):
         return cond
 
     def sample_latent(self, n: int, generator=None) -> torch.Tensor:
-        return self.prior.sample(n, generator=generator, device=self.device, encode=self._encode_scaled).to(self.device)
+        dt = next(self.decoder.parameters()).dtype
+        return self.prior.sample(n, generator=generator, device=self.device, encode=self._encode_scaled).to(self.device, dt)
 
     @torch.no_grad()
     def sample(self, n: int, cond=None, generator: torch.Generator | None = None, mean: bool = False,
