@@ -156,3 +156,16 @@ def test_subset_of_trials_covers_the_pool_evenly(tmp_path):
     assert len(m["trials"]) == 10 and m["n_trials"] == 4 + 2
     c = Counter(e["base"] for k in range(25) for e in participant_plan(m, k, k) if not e["trap"])
     assert sorted(c.values()) == [10] * 10         # 25 × 4 = 100 trials spread over 10 equally
+
+
+def test_cli_create_and_clear_errors(tmp_path):
+    from typer.testing import CliRunner
+    from genlab.apps.rate.cli import rate_app
+    d = toy_design(tmp_path / "src", "hype", "image", n_systems=2, n_items=3)
+    r = CliRunner().invoke(rate_app, ["create", str(d), "--out", str(tmp_path / "t")])
+    assert r.exit_code == 0 and "9 trials in the pool" in r.output
+    (tmp_path / "bad.json").write_text(json.dumps({"type": "mushra", "systems": [{"path": "src/sys0"}]}))
+    r = CliRunner().invoke(rate_app, ["create", str(tmp_path / "bad.json"), "--out", str(tmp_path / "t2")])
+    assert r.exit_code == 2 and "reference" in r.output
+    r = CliRunner().invoke(rate_app, ["analyze", str(tmp_path / "t")])
+    assert r.exit_code == 2 and "no responses yet" in r.output

@@ -36,8 +36,13 @@ def serve_cmd(test_dir: Path = typer.Argument(..., help="folder made by `genlab 
               admin_token: Optional[str] = typer.Option(None, help="admin token (default: kept in TEST_DIR)"),
               workers: int = typer.Option(1, help="uvicorn worker processes sharing the database")):
     """Serve the test; prints the participant link and the admin token."""
+    from .design import DesignError
     from .server import serve
-    serve(test_dir, host=host, port=port, db=db, admin_token=admin_token, workers=workers)
+    try:
+        serve(test_dir, host=host, port=port, db=db, admin_token=admin_token, workers=workers)
+    except (DesignError, FileNotFoundError, RuntimeError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
 
 
 @rate_app.command("analyze")
@@ -48,7 +53,12 @@ def analyze_cmd(test_dir: Path = typer.Argument(...),
                 seed: int = typer.Option(0)):
     """Scores with 95 % intervals, tests, exclusions, plots, summary.md/.html and responses.csv."""
     from .analysis import analyze
-    res = analyze(test_dir, out=out, db=db, n_boot=n_boot, seed=seed)
+    from .design import DesignError
+    try:
+        res = analyze(test_dir, out=out, db=db, n_boot=n_boot, seed=seed)
+    except (DesignError, FileNotFoundError, RuntimeError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
     typer.echo(res["summary_markdown"])
     typer.echo(f"report written to {res['out']}")
 
