@@ -147,7 +147,8 @@ class DenoiserFamily(GenerativeModel):
         return z / self.config.x_scale
 
     def randn(self, n: int, generator=None) -> torch.Tensor:
-        dtype = next((p.dtype for p in list(self.parameters()) + list(self.buffers()) if p.is_floating_point()),
+        net = self.net   # noise in the network's dtype (float64 models for exact checks)
+        dtype = next((p.dtype for p in list(net.parameters()) + list(net.buffers()) if p.is_floating_point()),
                      torch.float32)
         return torch.randn((n, *self.info.shape), generator=generator, dtype=dtype).to(self.device)
 
