@@ -15,3 +15,4 @@ from . import ddpm  # noqa: F401
 from . import flow_matching  # noqa: F401
 from . import score  # noqa: F401
 from . import hvae  # noqa: F401
+from . import vqvae  # noqa: F401
