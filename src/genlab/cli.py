@@ -30,6 +30,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
+def _say(msg: str) -> None:
+    """Print once per job: under torchrun / accelerate launch only rank 0 speaks."""
+    import os
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(msg)
+
+
 def _fail(msg: str, code: int = 2):
     typer.echo(f"error: {msg}", err=True)
     raise typer.Exit(code)
@@ -123,13 +130,13 @@ def train(ctx: typer.Context,
         m = gl.create(model, data=ds, **model_kw)
     except (DataError, ModelError, TypeError) as e:
         _fail(str(e))
-    typer.echo(f"training {model} ({m.num_parameters():,} parameters) on {ds} for {steps} steps -> {out}")
+    _say(f"training {model} ({m.num_parameters():,} parameters) on {ds} for {steps} steps -> {out}")
     from .engine.trainer import TrainingError
     try:
         run = gl.train(m, ds, steps=steps, out=out, val=val, seed=seed, resume=resume, **train_kw)
     except (TrainingError, ModelError, TypeError) as e:
         _fail(str(e))
-    typer.echo(f"done: {run.step} steps in {run.wall_time:.1f}s; final loss {run.final_loss:.4f}; saved to {out}")
+    _say(f"done: {run.step} steps in {run.wall_time:.1f}s; final loss {run.final_loss:.4f}; saved to {out}")
 
 
 @app.command(context_settings=EXTRA)
