@@ -169,3 +169,28 @@ def test_cli_create_and_clear_errors(tmp_path):
     assert r.exit_code == 2 and "reference" in r.output
     r = CliRunner().invoke(rate_app, ["analyze", str(tmp_path / "t")])
     assert r.exit_code == 2 and "no responses yet" in r.output
+
+
+def test_run_directories_npy_and_text_samples(tmp_path):
+    from PIL import Image
+    from genlab.apps.rate.create import list_stimuli
+    run = tmp_path / "runs" / "pixelcnn"
+    (run / "samples").mkdir(parents=True)
+    make_images(run / "samples", 1, 0.5)
+    (run / "samples" / "000.png").rename(run / "samples" / "step_000500.png")       # a trainer grid
+    with pytest.raises(DesignError, match="genlab sample"):
+        list_stimuli(run)
+    (run / "config.json").write_text(json.dumps({"info": {"num_levels": 17}}))
+    x = np.arange(5 * 1 * 4 * 4).reshape(5, 1, 4, 4) % 17                        # (N, C, H, W) levels
+    np.save(run / "samples" / "rate.npy", x)
+    items = list_stimuli(run)
+    assert [s for s, _ in items] == ["0", "1", "2", "3", "4"]
+    im = np.asarray(Image.open(io.BytesIO(items[2][1].data)))
+    assert im.shape == (4, 4) and np.array_equal(im, np.round(x[2, 0] / 16 * 255).astype(np.uint8))
+    txt = tmp_path / "runs" / "gpt" / "samples"
+    txt.mkdir(parents=True)
+    (txt / "s.txt").write_text("First sample\nhas two lines.\n\nSecond sample.\n\nThird.")
+    assert [t for _, t in list_stimuli(txt.parent)] == ["First sample\nhas two lines.", "Second sample.", "Third."]
+    d = {"type": "mos", "systems": [{"name": "pixelcnn", "path": "runs/pixelcnn"}], "attention_checks": 1}
+    m = load_manifest(create(load_design(_write(tmp_path, d)), tmp_path / "test"))
+    assert load_design(_write(tmp_path, d)).modality == "image" and len(m["trials"]) == 5

@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -36,32 +37,109 @@ TEXT_EXT = ".txt"
 
 
 # ----------------------------------------------------------------------------- discovery
-def list_stimuli(path: Path) -> list[tuple[str, Path | str]]:
+class Blob:
+    """A stimulus made in memory (e.g. one image of a run's ``samples/*.npy``)."""
+
+    def __init__(self, data: bytes, ext: str):
+        self.data, self.suffix = data, ext
+
+
+GRID_RE = re.compile(r"^(step_\d+|cli_n\d+.*|samples?|final)$")
+
+
+def _split_text(text: str) -> list[str]:
+    """Texts separated by blank lines (as ``genlab sample --out x.txt`` writes them), else one per line."""
+    parts = re.split(r"\n\s*\n", text) if re.search(r"\n\s*\n", text.strip()) else text.splitlines()
+    return [t.strip() for t in parts if t.strip()]
+
+
+def _numbered(items: list) -> list[tuple[str, Any]]:
+    width = len(str(max(len(items) - 1, 0)))
+    return [(f"{i:0{width}d}", x) for i, x in enumerate(items)]
+
+
+def _npy_images(f: Path, run_dir: Path) -> list[tuple[str, Blob]]:
+    """Split an array of image samples (N, H, W), (N, C, H, W) or (N, H, W, C) into PNGs.
+
+    Discrete data (integers) are scaled by the run's ``num_levels`` (from ``config.json`` when it
+    says, else the largest value); real-valued data are clipped to [0, 1] (or mapped from [-1, 1]
+    when negative values occur)."""
+    from PIL import Image
+    x = np.load(f, allow_pickle=False)
+    if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
+        x = np.moveaxis(x, 1, -1)
+    if x.ndim == 4 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if x.ndim not in (3, 4):
+        raise DesignError(f"{f}: expected image samples shaped (N, H, W) or (N, C, H, W), got {x.shape}")
+    if np.issubdtype(x.dtype, np.integer):
+        levels = None
+        cfg = run_dir / "config.json"
+        if cfg.is_file():
+            try:
+                levels = json.loads(cfg.read_text()).get("info", {}).get("num_levels")
+            except (ValueError, AttributeError):
+                levels = None
+        top = (levels - 1) if levels else max(int(x.max()), 1)
+        x = x.astype(np.float64) / top
+    else:
+        x = x.astype(np.float64)
+        if x.min() < 0:
+            x = (x + 1) / 2
+    x = np.clip(x, 0, 1)
+    out = []
+    for i, im in enumerate(x):
+        buf = io.BytesIO()
+        Image.fromarray((im * 255).round().astype(np.uint8)).save(buf, format="PNG")
+        out.append(Blob(buf.getvalue(), ".png"))
+    return _numbered(out)
+
+
+def list_stimuli(path: Path) -> list[tuple[str, Any]]:
     """The stimuli of one source as (stem, file) pairs, sorted by stem.
 
-    ``path`` may be a genlab run directory (its ``samples/`` folder is used), a folder of files
-    (.png/.jpg/.wav/.txt), or one .txt file holding one text stimulus per non-empty line.
+    ``path`` may be
+    - a folder of files (.png/.jpg/.gif/.webp, .wav, .txt): one stimulus per file;
+    - one .txt file: texts separated by blank lines, or one per line;
+    - a genlab run directory (it has a ``samples/`` folder): the newest ``samples/*.npy`` (image
+      samples from ``genlab sample RUN --out RUN/samples/x.npy``) split into images, else the newest
+      ``samples/*.txt`` split into texts, else the individual files of ``samples/`` other than the
+      sample grids the trainer draws (``step_*.png``, ``cli_*.png``).
     """
     path = Path(path)
     if path.is_file():
         if path.suffix.lower() != TEXT_EXT:
-            raise DesignError(f"{path}: a single file source must be a .txt file with one text per line")
-        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-        lines = [ln for ln in lines if ln]
-        width = len(str(len(lines)))
-        return [(f"{i:0{width}d}", ln) for i, ln in enumerate(lines)]
+            raise DesignError(f"{path}: a single-file source must be a .txt file (texts separated by blank "
+                              "lines, or one per line)")
+        return _numbered(_split_text(path.read_text(encoding="utf-8")))
     if (path / "samples").is_dir():
-        path = path / "samples"
+        run, sdir = path, path / "samples"
+        newest = lambda ext: sorted(sdir.glob(f"*{ext}"), key=lambda f: f.stat().st_mtime)  # noqa: E731
+        if newest(".npy"):
+            return _npy_images(newest(".npy")[-1], run)
+        if newest(".txt"):
+            return _numbered(_split_text(newest(".txt")[-1].read_text(encoding="utf-8")))
+        files = sorted(f for f in sdir.iterdir() if f.is_file() and f.suffix.lower() in MODALITY_OF
+                       and not GRID_RE.match(f.stem))
+        if not files:
+            raise DesignError(f"run directory {run} has no per-sample files in samples/ (the step_*.png "
+                              "pictures are grids); export samples first, e.g. "
+                              f"`genlab sample {run} --n 20 --out {sdir}/rate.npy`")
+        return [(f.stem, f) for f in files]
     files = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in MODALITY_OF)
     return [(f.stem, f) for f in files]
 
 
-def _read_bytes(obj: Path | str) -> bytes:
+def _read_bytes(obj) -> bytes:
+    if isinstance(obj, Blob):
+        return obj.data
     return obj.read_bytes() if isinstance(obj, Path) else obj.encode("utf-8")
 
 
-def _ext(obj: Path | str) -> str:
-    return obj.suffix.lower() if isinstance(obj, Path) else TEXT_EXT
+def _ext(obj) -> str:
+    if isinstance(obj, (Blob, Path)):
+        return obj.suffix.lower()
+    return TEXT_EXT
 
 
 # ----------------------------------------------------------------------------- media helpers

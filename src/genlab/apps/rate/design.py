@@ -191,7 +191,7 @@ def _guess_modality(sources: list[Source]) -> str:
     seen = set()
     for s in sources:
         for _stem, f in list_stimuli(s.path)[:50]:
-            seen.add(MODALITY_OF[f.suffix.lower()] if isinstance(f, Path) else "text")
+            seen.add("text" if isinstance(f, str) else MODALITY_OF.get(f.suffix.lower(), "unknown"))
     if len(seen) != 1:
         raise _err("modality", f"cannot infer one modality from the files (found {sorted(seen) or 'none'}); "
                                "set modality: image | audio | text and use one kind of file")
