@@ -16,3 +16,4 @@ from . import flow_matching  # noqa: F401
 from . import score  # noqa: F401
 from . import hvae  # noqa: F401
 from . import vqvae  # noqa: F401
+from . import latent_diffusion  # noqa: F401
