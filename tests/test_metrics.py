@@ -86,6 +86,9 @@ def test_kid_equals_direct_polynomial_mmd_on_full_sets():
     direct = ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (n * (n - 1)) - 2 * kxy.mean()
     out = M.kid(x, y, subsets=1, subset_size=60)
     assert out["kid"] == pytest.approx(direct, rel=1e-10)
+    # subsets larger than both sets: one full-set estimate, not 100 identical permutations
+    full = M.kid(x, y, subsets=100, subset_size=1000)
+    assert full["subsets"] == 1 and full["kid"] == pytest.approx(direct, rel=1e-10) and math.isnan(full["kid_std"])
 
 
 def test_kid_is_unbiased():

@@ -96,7 +96,8 @@ def kid(x, y, subsets: int = 100, subset_size: int = 1000, degree: int = 3, seed
     MMD² with the polynomial kernel k(a, b) = (aᵀb / D + 1)³, averaged over ``subsets`` random
     subsets of ``subset_size`` points from each set (without replacement within a subset).
 
-    Returns ``{"kid": mean, "kid_std": std over subsets, "subset_size": m, "subsets": s}``. The
+    Returns ``{"kid": mean, "kid_std": std over subsets, "subset_size": m, "subsets": s}``; when
+    both sets have at most ``subset_size`` points there is one estimate on the full sets (std NaN). The
     estimator is unbiased (its mean is 0 for two samples of one distribution, and it can be
     negative), so KID is preferable to FD at small n.
     """
@@ -109,6 +110,8 @@ def kid(x, y, subsets: int = 100, subset_size: int = 1000, degree: int = 3, seed
     m = min(subset_size, x.shape[0], y.shape[0])
     if m < 2:
         raise MetricError("kid needs at least 2 examples in each set")
+    if m >= x.shape[0] and m >= y.shape[0]:
+        subsets = 1          # every "subset" would be the whole of both sets: one full-set estimate
     d = x.shape[1]
     g = rng(seed)
     vals = []
@@ -118,7 +121,7 @@ def kid(x, y, subsets: int = 100, subset_size: int = 1000, degree: int = 3, seed
         k = lambda u, v: (u @ v.T / d + 1) ** degree  # noqa: E731
         vals.append(_mmd2_unbiased_from_kernels(k(a, a), k(b, b), k(a, b)))
     v = torch.tensor(vals, dtype=torch.float64)
-    return {"kid": float(v.mean()), "kid_std": float(v.std(unbiased=True)) if len(vals) > 1 else 0.0,
+    return {"kid": float(v.mean()), "kid_std": float(v.std(unbiased=True)) if len(vals) > 1 else float("nan"),
             "subset_size": m, "subsets": subsets}
 
 
