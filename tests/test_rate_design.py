@@ -194,3 +194,24 @@ def test_run_directories_npy_and_text_samples(tmp_path):
     d = {"type": "mos", "systems": [{"name": "pixelcnn", "path": "runs/pixelcnn"}], "attention_checks": 1}
     m = load_manifest(create(load_design(_write(tmp_path, d)), tmp_path / "test"))
     assert load_design(_write(tmp_path, d)).modality == "image" and len(m["trials"]) == 5
+
+
+def test_reference_from_a_genlab_dataset(tmp_path):
+    from PIL import Image
+    make_images(tmp_path / "gen", 6, 0.5)
+    d = {"type": "hype", "systems": [{"name": "gen", "path": "gen"}],
+         "reference": {"dataset": "digits", "split": "test", "n": 6}}
+    design = load_design(_write(tmp_path, d))
+    assert design.reference.dataset == "digits" and design.modality == "image"
+    m = load_manifest(create(design, tmp_path / "test"), verify=True)
+    reals = [f for f, meta in m["files"].items() if meta["role"] == "real"]
+    assert len(reals) == 6
+    import genlab as gl
+    x0 = gl.load_dataset("digits", split="test").x[:6].numpy()[:, 0]
+    shown = sorted(np.asarray(Image.open(tmp_path / "test" / "stimuli" / f)).tobytes() for f in reals)
+    assert shown == sorted(np.round(x / 16 * 255).astype(np.uint8).tobytes() for x in x0)
+    with pytest.raises(DesignError, match="exactly one of 'path'"):
+        load_design(_write(tmp_path, {**d, "reference": {"dataset": "digits", "path": "gen"}}))
+    with pytest.raises(DesignError, match="cannot be loaded"):
+        create(load_design(_write(tmp_path, {**d, "modality": "image", "reference": {"dataset": "nope"}})),
+               tmp_path / "t2")

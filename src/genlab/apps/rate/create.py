@@ -59,13 +59,24 @@ def _numbered(items: list) -> list[tuple[str, Any]]:
 
 
 def _npy_images(f: Path, run_dir: Path) -> list[tuple[str, Blob]]:
-    """Split an array of image samples (N, H, W), (N, C, H, W) or (N, H, W, C) into PNGs.
+    """A run's ``samples/*.npy`` as PNGs (levels from the run's ``config.json`` when it says)."""
+    levels = None
+    cfg = run_dir / "config.json"
+    if cfg.is_file():
+        try:
+            levels = json.loads(cfg.read_text()).get("info", {}).get("num_levels")
+        except (ValueError, AttributeError):
+            levels = None
+    return _array_images(np.load(f, allow_pickle=False), levels, str(f))
 
-    Discrete data (integers) are scaled by the run's ``num_levels`` (from ``config.json`` when it
-    says, else the largest value); real-valued data are clipped to [0, 1] (or mapped from [-1, 1]
-    when negative values occur)."""
+
+def _array_images(x: np.ndarray, levels: int | None, what: str) -> list[tuple[str, Blob]]:
+    """Split an array of images (N, H, W), (N, C, H, W) or (N, H, W, C) into PNGs.
+
+    Discrete data (integers) are scaled by ``num_levels`` (else by the largest value); real-valued
+    data are clipped to [0, 1] (or mapped from [-1, 1] when negative values occur)."""
     from PIL import Image
-    x = np.load(f, allow_pickle=False)
+    f = what
     if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
         x = np.moveaxis(x, 1, -1)
     if x.ndim == 4 and x.shape[-1] == 1:
@@ -73,13 +84,6 @@ def _npy_images(f: Path, run_dir: Path) -> list[tuple[str, Blob]]:
     if x.ndim not in (3, 4):
         raise DesignError(f"{f}: expected image samples shaped (N, H, W) or (N, C, H, W), got {x.shape}")
     if np.issubdtype(x.dtype, np.integer):
-        levels = None
-        cfg = run_dir / "config.json"
-        if cfg.is_file():
-            try:
-                levels = json.loads(cfg.read_text()).get("info", {}).get("num_levels")
-            except (ValueError, AttributeError):
-                levels = None
         top = (levels - 1) if levels else max(int(x.max()), 1)
         x = x.astype(np.float64) / top
     else:
@@ -93,6 +97,31 @@ def _npy_images(f: Path, run_dir: Path) -> list[tuple[str, Blob]]:
         Image.fromarray((im * 255).round().astype(np.uint8)).save(buf, format="PNG")
         out.append(Blob(buf.getvalue(), ".png"))
     return _numbered(out)
+
+
+def dataset_stimuli(name: str, split: str = "test", n: int = 200) -> list[tuple[str, Any]]:
+    """The first ``n`` examples of a genlab dataset as stimuli: images as PNGs, text as strings."""
+    import genlab as gl
+    try:
+        ds = gl.load_dataset(name, split=split)
+    except Exception as e:  # noqa: BLE001 - re-raised as a design error naming the field
+        raise DesignError(f"reference dataset {name!r} (split {split!r}) cannot be loaded: {e}") from None
+    x = ds.x[:n]
+    x = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+    if ds.info.modality == "image":
+        return _array_images(x, ds.info.num_levels, f"dataset {name}")
+    if ds.info.vocab:
+        from genlab.data.plot import decode_text
+        return _numbered(decode_text(x, ds.info, n=len(x)))
+    raise DesignError(f"dataset {name!r} holds {ds.info.modality} data; a rating test needs images or text "
+                      "(export audio as .wav files into a folder)")
+
+
+def source_stimuli(src) -> list[tuple[str, Any]]:
+    """The stimuli of a design source: a genlab dataset or a path (see :func:`list_stimuli`)."""
+    if getattr(src, "dataset", None):
+        return dataset_stimuli(src.dataset, src.split, src.n)
+    return list_stimuli(src.path)
 
 
 def list_stimuli(path: Path) -> list[tuple[str, Any]]:
@@ -273,13 +302,13 @@ def create(design_path: str | Path | Design, out: str | Path, *, overwrite: bool
     mod = design.modality
 
     def load(src) -> list[tuple[str, Path | str]]:
-        items = list_stimuli(src.path)
+        items = source_stimuli(src)
         bad = [str(f) for _s, f in items if (MODALITY_OF.get(_ext(f)) != mod)]
         if bad:
             raise DesignError(f"source {src.name}: {len(bad)} file(s) are not {mod} "
                               f"({', '.join(EXTENSIONS[mod])}), e.g. {bad[0]}")
         if not items:
-            raise DesignError(f"source {src.name}: no {mod} files found in {src.path} "
+            raise DesignError(f"source {src.name}: no {mod} files found in {src.path or src.dataset} "
                               f"(or in its samples/ folder)")
         return items
 

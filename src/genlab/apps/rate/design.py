@@ -52,7 +52,10 @@ class DesignError(ValueError):
 @dataclass
 class Source:
     name: str
-    path: Path
+    path: Path | None
+    dataset: str | None = None     # a genlab dataset (real data), e.g. digits
+    split: str = "test"
+    n: int = 200
 
 
 @dataclass
@@ -92,8 +95,11 @@ class Design:
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
-        d["systems"] = [{"name": s.name, "path": str(s.path)} for s in self.systems]
-        d["reference"] = None if self.reference is None else {"name": "reference", "path": str(self.reference.path)}
+        def src(r):
+            return ({"name": r.name, "dataset": r.dataset, "split": r.split, "n": r.n} if r.dataset
+                    else {"name": r.name, "path": str(r.path)})
+        d["systems"] = [src(s) for s in self.systems]
+        d["reference"] = None if self.reference is None else src(self.reference)
         d["anchors"] = [{k: (str(v) if isinstance(v, Path) else v) for k, v in a.__dict__.items()}
                         for a in self.anchors]
         return d
@@ -168,16 +174,23 @@ def _source(entry, where: str, base: Path, default_name: str | None = None) -> S
         entry = {"path": entry}
     if not isinstance(entry, dict):
         raise _err(where, "must be a mapping like {name: vae, path: runs/vae}")
-    unknown = set(entry) - {"name", "path"}
+    unknown = set(entry) - {"name", "path", "dataset", "split", "n"}
     if unknown:
-        raise _err(where, f"unknown key(s) {sorted(unknown)}; allowed: name, path")
-    if "path" not in entry:
-        raise _err(where, "needs a 'path' (a genlab run directory or a folder of files)")
+        raise _err(where, f"unknown key(s) {sorted(unknown)}; allowed: name, path (or dataset, split, n)")
+    if ("path" in entry) == ("dataset" in entry):
+        raise _err(where, "needs exactly one of 'path' (a genlab run directory or a folder of files) or "
+                          "'dataset' (a genlab dataset name, e.g. digits)")
     name = entry.get("name", default_name)
     if name is None:
-        name = Path(str(entry["path"])).name
+        name = Path(str(entry.get("path") or entry.get("dataset"))).name
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise _err(where + ".name", f"{name!r} must be 1–64 characters of letters, digits, '_', '-', '.'")
+    if "dataset" in entry:
+        split = entry.get("split", "test")
+        if split not in ("train", "val", "test"):
+            raise _err(where + ".split", f"must be train, val or test, got {split!r}")
+        n = _int(entry, "n", 1, 100000, 200)
+        return Source(name, None, dataset=str(entry["dataset"]), split=split, n=n)
     p = Path(str(entry["path"])).expanduser()
     if not p.is_absolute():
         p = (base / p)
@@ -187,10 +200,10 @@ def _source(entry, where: str, base: Path, default_name: str | None = None) -> S
 
 
 def _guess_modality(sources: list[Source]) -> str:
-    from .create import list_stimuli   # local import: create depends on design
+    from .create import source_stimuli   # local import: create depends on design
     seen = set()
     for s in sources:
-        for _stem, f in list_stimuli(s.path)[:50]:
+        for _stem, f in source_stimuli(s)[:50]:
             seen.add("text" if isinstance(f, str) else MODALITY_OF.get(f.suffix.lower(), "unknown"))
     if len(seen) != 1:
         raise _err("modality", f"cannot infer one modality from the files (found {sorted(seen) or 'none'}); "
