@@ -53,7 +53,10 @@ def toys(args):
     for name in args.toys.split(","):
         tr = gl.load_dataset(name)
         te = gl.load_dataset(name, split="test")
-        for fam, kw in (("flow-matching", dict(path="cfm")), ("score-sde", dict(sde="vp"))):
+        fams = [("flow-matching", dict(path="cfm"))]
+        if name in args.sde_toys.split(","):
+            fams.append(("score-sde", dict(sde="vp")))
+        for fam, kw in fams:
             torch.manual_seed(0)
             m = gl.create(fam, data=tr, width=128, depth=3, **kw)
             t0 = time.perf_counter()
@@ -70,7 +73,8 @@ def toys(args):
                        test_nll=round(nll, 4), entropy=te.entropy, kl_gap=round(nll - te.entropy, 4),
                        nll_se=round(lp.std().item() / math.sqrt(len(lp)), 4), nll_s=round(t_nll, 1),
                        energy_distance=round(energy_distance(x, te.x[:2000]), 5), sampler=opts,
-                       data_vs_data=round(energy_distance(tr.x[:2000], te.x[:2000]), 5), load=round(load(), 1))
+                       data_vs_data=round(energy_distance(tr.x[:2000], te.x[:2000]), 5), load=round(load(), 1),
+                       n_nll=args.n_nll)
             print(json.dumps(rec), flush=True)
             out.append(rec)
             with open(RES / "diffusion_toys.json", "w") as f:
@@ -119,6 +123,7 @@ def digits(args):
     reflow = copy.deepcopy(rf)
     res["reflow_pairs_s"] = round(time.perf_counter() - t0, 1)
     res["reflow_train_s"] = fit(reflow, pairs, args.steps)
+    res["settings"]["reflow_pairs"] = args.pairs
 
     t0 = time.perf_counter()
     lpf = fm.log_prob(te.x, sampler="dopri5", rtol=1e-4, atol=1e-4, generator=torch.Generator().manual_seed(0))
@@ -184,10 +189,11 @@ def report(args):
         rows = json.load(open(tp))
         st = rows[0]["train_steps"] if rows else "?"
         L += ["## 2-D toys: ODE likelihood KL gap and energy distance", "",
-              f"`python benchmarks/diffusion.py toys --steps {st} --n-nll 500` — MLP (width 128, 3 residual blocks, "
+              f"`python benchmarks/diffusion.py toys --steps {st} --n-nll {rows[0].get('n_nll', 500) if rows else 500} "
+              "--sde-toys 8gaussians,moons` — MLP (width 128, 3 residual blocks, "
               f"sinusoidal time embedding), {st} steps, batch 256, lr 2e-3 cosine, seed 0. KL gap = test NLL − true "
               "entropy (nats/point; ANCHORS.md entropies, k-NN estimates carry ≈0.01 bias) from the ODE likelihood "
-              "(exact trace, dopri5 rtol=atol=1e-5, 500 test points ± s.e.); energy distance of 2000 samples "
+              "(exact trace, dopri5 rtol=atol=1e-5, first test points ± s.e.); energy distance of 2000 samples "
               "(FM: dopri5 1e-4; score-sde: Euler–Maruyama 500 steps) to 2000 test points. Target gap ≤ 0.05.", "",
               "| toy | family | test NLL | KL gap ± s.e. | energy dist. | data vs data | train s | NLL s | load |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -215,7 +221,7 @@ def report(args):
                      f"**{b['nats_per_image']} ± {b['se']} nats/image = {b['bits_per_dim']} bits/dim** (kind `estimate`: "
                      f"dopri5 1e-4, Hutchinson trace, one uniform dequantisation draw; {b['eval_s']} s).")
         L.append(f"- Training wall times (s): DDPM {d.get('ddpm_train_s')}, FM {d.get('fm_train_s')}, rectified "
-                 f"{d.get('rectified_train_s')}, reflow pairs (5000, RK4 25 steps) {d.get('reflow_pairs_s')}, reflow "
+                 f"{d.get('rectified_train_s')}, reflow pairs ({d['settings'].get('reflow_pairs', 5000)}, RK4 25 steps) {d.get('reflow_pairs_s')}, reflow "
                  f"{d.get('reflow_train_s')}; load averages at the end of each fit: {d.get('load')}.")
         L += ["", "Sample quality vs NFE: energy distance on pixels in [0, 1] between 447 samples and the 447 test "
               "images (lower is better; train-vs-test data: " + str(d.get("data_vs_data", "?")) + "). "
@@ -245,6 +251,7 @@ if __name__ == "__main__":
     p.add_argument("--toys", default=",".join(TOYS))
     p.add_argument("--n-nll", dest="n_nll", type=int, default=1000)
     p.add_argument("--nfes", default=",".join(map(str, NFES)))
+    p.add_argument("--sde-toys", dest="sde_toys", default=",".join(TOYS), help="toys that also get a score-sde")
     p.add_argument("--T", type=int, default=1000)
     p.add_argument("--pairs", type=int, default=5000)
     a = p.parse_args()
