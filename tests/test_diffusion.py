@@ -220,3 +220,24 @@ def test_bad_options_are_refused():
         m.sample(2, sampler="euler")
     with pytest.raises(gl.models.ModelError, match="parameterization"):
         gl.create("ddpm", data=DataInfo(shape=(2,)), parameterization="score")
+
+
+def test_classifier_guidance_shifts_eps_by_the_classifier_gradient():
+    """ε̃ = ε − s √(1−ᾱ_t) ∇ log p_φ(y | x_t) (Dhariwal & Nichol 2021), and the noise classifier trains."""
+    info = DataInfo(shape=(2,), cond="label", num_classes=2)
+    clf = gl.create("noise-classifier", data=info, T=100, width=16, depth=1)
+    x = torch.randn(64, 2)
+    y = (x[:, 0] > 0).long()
+    from genlab.data import Dataset
+    run = gl.train(clf, Dataset(x, info, y=y), steps=5, batch_size=32, progress=False)
+    assert run.step == 5
+    m = analytic_ddpm(T=100)
+    xt, t, yy = torch.randn(8, 2), torch.full((8,), 60), torch.randint(0, 2, (8,))
+    _, _, eps0, _ = m.p_mean_var(xt, t)
+    _, _, eps1, x01 = m.p_mean_var(xt, t, yy, classifier=clf, classifier_scale=3.0)
+    xg = xt.clone().requires_grad_(True)
+    logp = torch.log_softmax(clf.logits(xg, t.float() / 100), 1).gather(1, yy[:, None]).sum()
+    grad = torch.autograd.grad(logp, xg)[0]
+    ab = m.schedule.alpha_bar[60].float()
+    assert torch.allclose(eps1, eps0 - 3.0 * (1 - ab).sqrt() * grad, atol=1e-5)
+    assert torch.allclose(x01, eps_to_x0(xt, eps1, ab), atol=1e-5)
