@@ -220,3 +220,20 @@ def test_short_training_learns_a_periodic_text(tmp_path):
     again = gl.load(tmp_path / "m")
     assert torch.allclose(again.log_prob(ds.x[:5]), model.log_prob(ds.x[:5]))
     assert again.decode(again.sample(1, prompt="ab", max_new_tokens=6, greedy=True))[0] == "abcabcab"
+
+
+def test_made_bernoulli_and_continuous_heads_normalise():
+    binary = DataInfo(shape=(1, 2, 2), kind="discrete", num_levels=2, modality="image")
+    model = gl.create("made", data=binary, hidden=(16,), num_masks=2, ensemble=2)
+    assert model.n_params == 1                                            # one Bernoulli logit per pixel
+    allx = torch.tensor(list(itertools.product(range(2), repeat=4))).reshape(-1, 1, 2, 2)
+    with torch.no_grad():
+        assert abs(float(model.log_prob(allx).double().exp().sum()) - 1) < 1e-5
+    cont = DataInfo(shape=(2,))
+    model = gl.create("made", data=cont, hidden=(16,), components=2)
+    g = torch.linspace(-10, 10, 801)
+    xx = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    with torch.no_grad():
+        total = model.log_prob(xx).double().exp().sum() * (g[1] - g[0]) ** 2
+    assert abs(float(total) - 1.0) < 2e-3
+    assert model.sample(5).shape == (5, 2)
