@@ -84,7 +84,9 @@ def main():
     if anchor is None and out.exists() and "## PRDC reference" in out.read_text():
         old_anchor = out.read_text()[out.read_text().index("## PRDC reference"):]
     lines = ["# Metrics: timings and a reference check", "",
-             f"Command: `nice python benchmarks/metrics_timing.py --repeats {a.repeats} --n {n}`  ",
+             f"Command: `nice python benchmarks/metrics_timing.py --repeats {a.repeats} --n {n}"
+             + (" --skip-anchor` (the PRDC reference section is kept from an earlier full run)  " if a.skip_anchor
+                else "`  "),
              f"Machine: 2-core CPU, torch {torch.__version__}, 1 thread; date {datetime.date.today()}. "
              f"Other sessions were loading the machine (1-minute load average {load0:.0f} at the start and "
              f"{load1:.0f} at the end, on 2 cores), so these times are upper bounds, several times those of a "
