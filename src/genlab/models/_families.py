@@ -18,3 +18,4 @@ from . import hvae  # noqa: F401
 from . import vqvae  # noqa: F401
 from . import latent_diffusion  # noqa: F401
 from . import vq_prior  # noqa: F401
+from . import ebm  # noqa: F401
