@@ -157,3 +157,26 @@ def test_feature_file_errors(tmp_path):
         load_feature_net(bad2)
     with pytest.raises(FeatureError, match="no shipped feature network"):
         load_feature_net("cifar10")
+
+
+class CondReplay(Replay):
+    """Class-conditional replay: for label c returns a training image of class c (or of class c+1)."""
+    conditional_ok = True
+
+    def __init__(self, info, data, labels, shift=0):
+        super().__init__(info, data)
+        self.labels, self.shift = labels, shift
+
+    def sample(self, n, cond=None, generator=None, **options):
+        want = (cond + self.shift) % 10
+        return torch.stack([self.data[(self.labels == c).nonzero()[0, 0]] for c in want.tolist()])
+
+
+def test_class_accuracy_uses_the_test_labels_as_conditions():
+    test = gl.load_dataset("digits", split="test")
+    train = gl.load_dataset("digits", split="train")
+    good = evaluate(CondReplay(test.info, train.x, train.y), test, n_samples=200, seed=0)
+    assert "class_accuracy" in good["metrics"]                                # default for label-conditional models
+    assert good["metrics"]["class_accuracy"] > 0.9
+    wrong = evaluate(CondReplay(test.info, train.x, train.y, shift=1), test, metrics=["class_accuracy"], n_samples=200)
+    assert wrong["metrics"]["class_accuracy"] < 0.1                            # samples of the wrong class
