@@ -86,9 +86,10 @@ def frechet_distance(x, y) -> float:
 def _mmd2_unbiased_from_kernels(kxx: torch.Tensor, kyy: torch.Tensor, kxy: torch.Tensor) -> float:
     """MMD²_u = 1/(m(m−1)) Σ_{i≠j} k(x_i,x_j) + 1/(n(n−1)) Σ_{i≠j} k(y_i,y_j) − 2/(mn) Σ_{i,j} k(x_i,y_j)."""
     m, n = kxx.shape[0], kyy.shape[0]
-    sxx = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
-    syy = (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
-    return float(sxx + syy - 2 * kxy.mean())
+    f64 = torch.float64
+    sxx = (kxx.sum(dtype=f64) - kxx.diagonal().sum(dtype=f64)) / (m * (m - 1))
+    syy = (kyy.sum(dtype=f64) - kyy.diagonal().sum(dtype=f64)) / (n * (n - 1))
+    return float(sxx + syy - 2 * kxy.sum(dtype=f64) / (m * n))
 
 
 def kid(x, y, subsets: int = 100, subset_size: int = 1000, degree: int = 3, seed: int = 0) -> dict:
@@ -104,9 +105,7 @@ def kid(x, y, subsets: int = 100, subset_size: int = 1000, degree: int = 3, seed
     x = as_features(x, "x")
     y = as_features(y, "y")
     same_dim(x, y)
-    x, y = common_dtype(x, y)
-    if x.dtype != torch.float64:
-        x, y = x.double(), y.double()
+    x, y = common_dtype(x, y)          # float32 features: kernels in float32, every sum in float64
     m = min(subset_size, x.shape[0], y.shape[0])
     if m < 2:
         raise MetricError("kid needs at least 2 examples in each set")
