@@ -180,3 +180,30 @@ def test_class_accuracy_uses_the_test_labels_as_conditions():
     assert good["metrics"]["class_accuracy"] > 0.9
     wrong = evaluate(CondReplay(test.info, train.x, train.y, shift=1), test, metrics=["class_accuracy"], n_samples=200)
     assert wrong["metrics"]["class_accuracy"] < 0.1                            # samples of the wrong class
+
+
+class Linear1D(GenerativeModel):
+    """x | t = a·t + 0.1 ε: a = 1 is the data's conditional, a = −1 has the same marginal of x."""
+    likelihood = "none"
+    conditional_ok = True
+
+    @dataclass
+    class Config:
+        pass
+
+    def __init__(self, info, a):
+        super().__init__(info)
+        self.a = a
+
+    def sample(self, n, cond=None, generator=None, **options):
+        return self.a * cond + 0.1 * torch.randn(cond.shape, generator=generator)
+
+
+def test_continuous_conditions_compare_joint_pairs():
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(800, 1, generator=g)
+    info = DataInfo(shape=(1,), cond="continuous", cond_shape=(1,), name="lin")
+    data = Dataset(x=t + 0.1 * torch.randn(800, 1, generator=g), y=t, info=info, split="test")
+    right = evaluate(Linear1D(info, 1.0), data, metrics=["mmd"])["metrics"]["mmd"]
+    wrong = evaluate(Linear1D(info, -1.0), data, metrics=["mmd"])["metrics"]["mmd"]
+    assert abs(right) < 0.01 and wrong > 0.1          # the marginals of x agree; the joints do not

@@ -200,6 +200,12 @@ def evaluate(model, data, metrics=None, n_samples: int | None = None, seed: int 
                 if info.modality == "image" and feat_net is None:
                     notes.append(f"no feature network for {info.name!r}: fd/kid/prdc use raw pixel values")
             real = data.x
+            if cond is not None and info.cond == "continuous":
+                # conditional densities (e.g. an MDN's p(x | t)): compare the joint (t, x) pairs, with
+                # samples drawn at the test conditions, not only the marginal of x
+                real = torch.cat([data.y.reshape(len(data), -1).float(), data.x.reshape(len(data), -1).float()], 1)
+                xs = torch.cat([cond.reshape(len(xs), -1).float(), xs.reshape(len(xs), -1).float()], 1)
+                notes.append("continuous conditions: sample metrics compare joint (condition, x) pairs")
             t = time.perf_counter()
             if feat_net is not None:
                 fx, fr = feat_net.features(xs), feat_net.features(real)
