@@ -147,6 +147,21 @@ def test_discrete_decoders_are_normalised():
                                torch.tensor(1.0))
 
 
+def test_decoder_samples_follow_their_distributions():
+    from genlab.models.vae import decoder_sample
+    L, N = 5, 20000
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([0.5, -1.0, 1.0, 0.0, -0.5])
+    s = decoder_sample("categorical", logits.view(1, L, 1).expand(N, L, 1), L, generator=g)[:, 0]
+    freq, p = torch.bincount(s, minlength=L).float() / N, torch.softmax(logits, 0)
+    assert ((freq - p).abs() < 4 * (p * (1 - p) / N).sqrt()).all(), (freq, p)
+    params = torch.randn(1, 9, 1, generator=g).expand(N, 9, 1)             # 3-component logistic mixture
+    s = decoder_sample("logistic", params, L, generator=g)[:, 0]
+    freq = torch.bincount(s, minlength=L).float() / N
+    p = decoder_log_prob("logistic", params[:L], torch.arange(L).view(L, 1), L).exp()
+    assert ((freq - p).abs() < 4 * (p * (1 - p) / N).sqrt() + 1e-3).all(), (freq, p)
+
+
 def test_flow_and_vamp_priors_are_densities():
     torch.manual_seed(0)
     flow = FlowPrior(2).double()

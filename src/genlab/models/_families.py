@@ -19,3 +19,4 @@ from . import vqvae  # noqa: F401
 from . import latent_diffusion  # noqa: F401
 from . import vq_prior  # noqa: F401
 from . import ebm  # noqa: F401
+from . import gumbel  # noqa: F401

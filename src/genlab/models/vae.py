@@ -110,7 +110,7 @@ def decoder_sample(kind: str, params: torch.Tensor, num_levels: int | None = Non
     if kind == "bernoulli":
         return (rand(params[:, 0].shape) < torch.sigmoid(params[:, 0])).long()
     if kind == "categorical":
-        g = -torch.log(-torch.log(rand(params.shape).clamp(1e-20, 1)).clamp_min(1e-20))   # Gumbel-max
+        g = -torch.log((-torch.log(rand(params.shape).clamp(1e-20, 1))).clamp_min(1e-20))   # Gumbel-max
         return (params + g).argmax(1)
     if kind == "logistic":
         logit_pi, mu, log_s = _split_logistic(params)
