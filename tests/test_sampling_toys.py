@@ -1,7 +1,9 @@
 """A short seeded run on a 2-D toy (8gaussians, 2000 points) reaches a stated energy distance to
 held-out data for every sampler. Thresholds were measured (see each entry) with about 2× margin;
-the untrained models sit at ≥ 0.35 (flow matching, a near-identity flow of N(0, I)) and ≥ 50
-(ε-networks, whose x̂₀ blows up), so every threshold can fail. Data vs. data: 0.002."""
+the untrained models measured 0.75 (flow matching: a near-identity flow of N(0, I)), 20 (ncsn) and
+200–313 (ε-networks, whose x̂₀ blows up), so every threshold can fail. Data vs. data: 0.002.
+Measured (seed 0): ddpm 0.043, ddim-25 0.120, fm euler-20 0.035, fm dopri5 0.035, sde em 0.041,
+pc 0.063, probability-flow heun-25 0.160, ncsn 0.061."""
 import pytest
 import torch
 
