@@ -39,17 +39,23 @@ def report(rows, cmd):
                  f"{fb.median([r['kl_gap'] for r in rs]):.3f} | {per_seed} | "
                  f"{fb.median([r['train_seconds'] for r in rs]):.0f} | {fb.median([r['steps_per_s'] for r in rs]):.1f} | {len(rs)} |")
     L += ["", "## 8×8 digits (17 levels, D = 64)", "",
-          f"Default image config (`arch='mlp'`: the image flattened, 10 couplings, MLP conditioners 256-256), "
-          f"2000 steps, batch {DIGITS['batch_size']}, lr {DIGITS['lr']}. Uniform dequantisation "
+          f"Default image config (`arch='conv'`: per scale 2 checkerboard couplings, squeeze, 2 channel couplings, "
+          f"factor out half; 2 scales; conv conditioners with 32 channels; 21 504 parameters), batch "
+          f"{DIGITS['batch_size']}, lr {DIGITS['lr']}. Uniform dequantisation "
           "y = (x+u)/17, logit pre-processing (α = 0.05); the reported number is the bound −E_u ln p(x+u) "
           "(≥ −ln P(x)), averaged over 10 draws of u per test image.", "",
-          "| model | test NLL bound (nats/image) | bits/dim | train s | steps/s |", "|---|---|---|---|---|"]
+          "| model | steps | test NLL bound (nats/image) | bits/dim | train s | steps/s |", "|---|---|---|---|---|---|"]
     for r in [r for r in rows if r["data"] == "digits"]:
-        L.append(f"| realnvp {r.get('model_kw') or ''} seed {r['seed']} | {r['nll']:.1f} | {r['bits_per_dim']:.3f} | "
+        L.append(f"| realnvp {r.get('model_kw') or ''} seed {r['seed']} | {r['steps']} | {r['nll']:.1f} | {r['bits_per_dim']:.3f} | "
                  f"{r['train_seconds']:.0f} | {r['steps_per_s']:.1f} |")
     for k, v in fb.DIGITS_BASELINES.items():
-        L.append(f"| baseline: {k} (ANCHORS, exact) | {v} | {v / 44.3614:.3f} | | |")
-    L.append("| Tomczak's RealNVP (ANCHORS; discrete bound) | ≈163.8 | 3.69 | | |")
+        L.append(f"| baseline: {k} (ANCHORS, exact) | | {v} | {v / 44.3614:.3f} | | |")
+    L.append("| Tomczak's RealNVP (ANCHORS; discrete bound) | | ≈163.8 | 3.69 | | |")
+    L += ["", "Model selection (validation split, 4 draws of u; `/tmp` sweep, same engine): an MLP RealNVP "
+          "(6 couplings, 64-64) reached val 113.8 at 250 steps and then overfitted the 1 000 training images "
+          "(124.7 at 1000, 142.1 at 1500 steps; train 80.9); with dropout 0.3 (128-128) 106.3 at 1000; the conv "
+          "multi-scale flow 104.5 / 101.6 / 99.7 at 250 / 500 / 1000 steps, hence the default. Validation numbers "
+          "on this split run 2–4 nats above test numbers (ANCHORS)."]
     REPORT.write_text("\n".join(L) + "\n")
     print(f"wrote {REPORT}")
 

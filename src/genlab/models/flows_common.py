@@ -276,9 +276,9 @@ class ContextMLP(nn.Module):
     """Conditioner for vector couplings: an MLP on [x_masked, context] (last layer zero-init)."""
 
     def __init__(self, in_dim: int, out_dim: int, hidden=(128, 128), context_dim: int = 0, act: str = "relu",
-                 zero_last: bool = True):
+                 zero_last: bool = True, dropout: float = 0.0):
         super().__init__()
-        self.net = MLP(in_dim + context_dim, out_dim, hidden, act=act, zero_last=zero_last)
+        self.net = MLP(in_dim + context_dim, out_dim, hidden, act=act, zero_last=zero_last, dropout=dropout)
 
     def forward(self, x, context=None):
         if context is not None:

@@ -57,6 +57,7 @@ class Glow(FlowModel):
         levels: int = 2                          # images: number of scales
         scale_bound: float = 2.0
         act: str = "relu"
+        dropout: float = 0.0                     # vectors: dropout in the MLP conditioners
         preprocess: str = "logit"                # discrete data: logit | affine | none
         logit_alpha: float = 0.05
         conditional: bool = False               # p(x | y): labels/conditions feed the conditioners
@@ -66,7 +67,7 @@ class Glow(FlowModel):
     @classmethod
     def default_config(cls, info):
         if info.modality == "image" and len(info.shape) == 3:
-            return cls.Config(num_steps=6, channels=64, levels=2)
+            return cls.Config(num_steps=4, channels=32, levels=2)
         if info.dim > 16:
             return cls.Config(num_steps=8, hidden=(256, 256))
         return cls.Config()
@@ -85,7 +86,8 @@ class Glow(FlowModel):
         ts = []
         for i in range(c.num_steps):
             ts += [ActNorm(D), InvertibleLinearLU(D, seed=c.seed + i),
-                   AffineCoupling(mask.clone(), ContextMLP(D, 2 * D, c.hidden, context_dim, c.act), c.scale_bound)]
+                   AffineCoupling(mask.clone(), ContextMLP(D, 2 * D, c.hidden, context_dim, c.act, dropout=c.dropout),
+                                  c.scale_bound)]
         if len(shape) != 1:
             ts = [Reshape(shape, (D,)), *ts, Inverse(Reshape(shape, (D,)))]
         return Compose(ts)

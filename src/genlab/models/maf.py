@@ -55,13 +55,13 @@ class MaskedAutoregressive(Transform):
     """
 
     def __init__(self, dim, hidden, elementwise, context_dim=0, order="natural", fast="density", act="relu",
-                 seed=0):
+                 seed=0, dropout=0.0):
         super().__init__()
         if fast not in ("density", "sampling"):
             raise ValueError("fast must be 'density' (MAF) or 'sampling' (IAF)")
         self.dim, self.fast, self.el = dim, fast, elementwise
         self.made = MADE(dim, hidden, elementwise.n_params, cond_dim=context_dim, order=order, seed=seed, act=act,
-                         zero_last=True)
+                         zero_last=True, dropout=dropout)
 
     def _one_pass(self, u, context):
         v, ld = self.el.forward(u, self.made(u, context))
@@ -87,14 +87,15 @@ class MaskedAutoregressive(Transform):
         return self._sequential(z, context) if self.fast == "density" else self._one_pass(z, context)
 
 
-def autoregressive_stack(dim, num_layers, hidden, make_elementwise, context_dim, fast, actnorm, act):
+def autoregressive_stack(dim, num_layers, hidden, make_elementwise, context_dim, fast, actnorm, act, dropout=0.0):
     """[ActNorm] → autoregressive layer, orderings alternating natural / reverse."""
     ts = []
     for i in range(num_layers):
         if actnorm:
             ts.append(ActNorm(dim))
         ts.append(MaskedAutoregressive(dim, hidden, make_elementwise(), context_dim,
-                                       order="natural" if i % 2 == 0 else "reverse", fast=fast, act=act, seed=i))
+                                       order="natural" if i % 2 == 0 else "reverse", fast=fast, act=act, seed=i,
+                                       dropout=dropout))
     return ts
 
 
@@ -108,6 +109,7 @@ class _ARFlow(FlowModel):
         scale_bound: float = 2.0
         actnorm: bool = True
         act: str = "relu"
+        dropout: float = 0.0                 # dropout in the MADEs (small data overfit: digits)
         preprocess: str = "logit"            # discrete data: logit | affine | none
         logit_alpha: float = 0.05
         conditional: bool = False               # p(x | y): labels/conditions feed the conditioners
@@ -116,14 +118,14 @@ class _ARFlow(FlowModel):
     @classmethod
     def default_config(cls, info):
         if info.modality == "image" or info.dim > 16:
-            return cls.Config(num_layers=5, hidden=(512, 512))
+            return cls.Config(num_layers=5, hidden=(256,), dropout=0.3)   # small data (digits) overfit quickly
         return cls.Config()
 
     def build_flow(self, context_dim):
         c = self.config
         D = self.info.dim
         ts = autoregressive_stack(D, c.num_layers, c.hidden, lambda: AffineElementwise(c.scale_bound), context_dim,
-                                  self.fast, c.actnorm, c.act)
+                                  self.fast, c.actnorm, c.act, c.dropout)
         shape = self.info.shape
         if len(shape) != 1:
             ts = [Reshape(shape, (D,)), *ts, Inverse(Reshape(shape, (D,)))]

@@ -156,6 +156,7 @@ class NSF(FlowModel):
         actnorm: bool = True
         linear: str = "lu"                      # coupling: mixing between layers: lu | reverse | random
         act: str = "relu"
+        dropout: float = 0.0                     # dropout in the conditioners (small data overfit: digits)
         preprocess: str = "logit"               # discrete data: logit | affine | none
         logit_alpha: float = 0.05
         conditional: bool = False               # p(x | y): labels/conditions feed the conditioners
@@ -165,7 +166,7 @@ class NSF(FlowModel):
     @classmethod
     def default_config(cls, info):
         if info.modality == "image" or info.dim > 16:
-            return cls.Config(num_layers=6, hidden=(256, 256), bins=8, tail_bound=4.0)
+            return cls.Config(num_layers=4, hidden=(64, 64), bins=8, tail_bound=4.0, dropout=0.3)
         return cls.Config()
 
     def build_flow(self, context_dim):
@@ -173,7 +174,7 @@ class NSF(FlowModel):
         D = self.info.dim
         if c.variant == "autoregressive":
             ts = autoregressive_stack(D, c.num_layers, c.hidden, lambda: SplineElementwise(c.bins, c.tail_bound),
-                                      context_dim, "density", c.actnorm, c.act)
+                                      context_dim, "density", c.actnorm, c.act, c.dropout)
         elif c.variant == "coupling":
             if D < 2:
                 raise ModelError("nsf variant='coupling' needs at least 2 dimensions; use variant='autoregressive'")
@@ -186,7 +187,7 @@ class NSF(FlowModel):
                 mask[: (D + 1) // 2] = 1
                 if i % 2:
                     mask = 1 - mask
-                ts.append(SplineCoupling(mask, ContextMLP(D, D * el_params, c.hidden, context_dim, c.act), c.bins,
+                ts.append(SplineCoupling(mask, ContextMLP(D, D * el_params, c.hidden, context_dim, c.act, dropout=c.dropout), c.bins,
                                          c.tail_bound))
                 if i < c.num_layers - 1 and D > 2:
                     ts.append(InvertibleLinearLU(D, seed=c.seed + i) if c.linear == "lu"

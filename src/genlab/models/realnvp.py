@@ -39,7 +39,8 @@ from .registry import register
 import torch
 
 
-def vector_coupling_stack(dim, num_layers, hidden, context_dim, scale_bound, actnorm, permutation, act, seed):
+def vector_coupling_stack(dim, num_layers, hidden, context_dim, scale_bound, actnorm, permutation, act, seed,
+                          dropout=0.0):
     """[ActNorm] → AffineCoupling(first ⌈D/2⌉ fixed) → Permute, repeated ``num_layers`` times."""
     if dim < 2:
         raise ModelError("a coupling flow needs at least 2 dimensions (use 'maf' or 'nsf' for 1-D data)")
@@ -49,7 +50,8 @@ def vector_coupling_stack(dim, num_layers, hidden, context_dim, scale_bound, act
     for i in range(num_layers):
         if actnorm:
             ts.append(ActNorm(dim))
-        ts.append(AffineCoupling(mask.clone(), ContextMLP(dim, 2 * dim, hidden, context_dim, act), scale_bound))
+        ts.append(AffineCoupling(mask.clone(), ContextMLP(dim, 2 * dim, hidden, context_dim, act, dropout=dropout),
+                                  scale_bound))
         if i < num_layers - 1:
             ts.append(Permute(dim, permutation, seed=seed + i))
     return ts
@@ -98,6 +100,7 @@ class RealNVP(FlowModel):
         actnorm: bool = True
         permutation: str = "reverse"             # reverse | random (mlp)
         act: str = "relu"
+        dropout: float = 0.0                     # dropout in MLP conditioners (small data overfit: digits)
         preprocess: str = "logit"                # discrete data: logit | affine | none
         logit_alpha: float = 0.05
         conditional: bool = False               # p(x | y): labels/conditions feed the conditioners
@@ -106,8 +109,12 @@ class RealNVP(FlowModel):
 
     @classmethod
     def default_config(cls, info):
-        if info.modality == "image" or info.dim > 16:
-            return cls.Config(num_layers=10, hidden=(256, 256))
+        if info.modality == "image" and len(info.shape) == 3 and info.shape[1] % 2 == 0 and info.shape[2] % 2 == 0:
+            # conv couplings share weights across pixels: on 1000 digits an MLP flow overfits within a few hundred
+            # steps (val NLL 114 -> 142 from 500 to 1500 steps), this one still improves at 1000 (val 99.7)
+            return cls.Config(arch="conv", channels=32, num_layers=2, levels=2)
+        if info.dim > 16:
+            return cls.Config(num_layers=6, hidden=(128, 128), dropout=0.3)
         return cls.Config()
 
     def build_flow(self, context_dim):
@@ -122,7 +129,7 @@ class RealNVP(FlowModel):
             raise ModelError(f"realnvp: arch must be 'mlp' or 'conv', got {c.arch!r}")
         D = self.info.dim
         ts = vector_coupling_stack(D, c.num_layers, c.hidden, context_dim, c.scale_bound, c.actnorm,
-                                   c.permutation, c.act, c.seed)
+                                   c.permutation, c.act, c.seed, c.dropout)
         if len(shape) != 1:
             ts = [Reshape(shape, (D,)), *ts, Inverse(Reshape(shape, (D,)))]
         return Compose(ts)

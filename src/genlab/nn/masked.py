@@ -108,12 +108,13 @@ class MADE(nn.Module):
 
     ``params[:, i, :]`` depends only on ``x[:, j]`` with ``order[j] < order[i]`` (and the context).
     ``zero_last=True`` initialises the output layer to zero (identity start for flows; tests of such
-    flows must train first). ``act``: any name of :data:`genlab.nn.mlp.ACTIVATIONS`.
+    flows must train first). ``act``: any name of :data:`genlab.nn.mlp.ACTIVATIONS`. ``dropout``: after
+    every hidden activation (0 = off; masks are unaffected, so causality holds in train mode too).
     """
 
     def __init__(self, dim: int, hidden: Sequence[int] = (128, 128), n_params: int = 1, cond_dim: int = 0,
                  order="natural", seed: int = 0, degrees: str = "cyclic", act: str = "relu",
-                 zero_last: bool = False):
+                 zero_last: bool = False, dropout: float = 0.0):
         super().__init__()
         if dim < 1 or not hidden:
             raise ValueError("MADE needs dim >= 1 and at least one hidden layer")
@@ -125,6 +126,7 @@ class MADE(nn.Module):
         self.out = MaskedLinear(hidden[-1], n_params * dim)
         self.cond = nn.Linear(cond_dim, hidden[0], bias=False) if cond_dim else None
         self.act = activation(act)
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
         if zero_last:
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
@@ -158,9 +160,9 @@ class MADE(nn.Module):
             if context is None:
                 raise ValueError("this MADE was built with cond_dim > 0: pass context=")
             h = h + self.cond(context)
-        h = self.act(h)
+        h = self.drop(self.act(h))
         for layer in self.layers[1:]:
-            h = self.act(layer(h))
+            h = self.drop(self.act(layer(h)))
         out = self.out(h)                                   # (N, n_params·D), parameter-major
         return out.reshape(*x.shape[:-1], self.n_params, self.dim).transpose(-1, -2)
 
