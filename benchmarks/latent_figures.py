@@ -31,7 +31,7 @@ def grid(imgs, rows, title, ax):
     imgs = imgs.reshape(-1, 8, 8).float()
     n = imgs.shape[0]
     cols = (n + rows - 1) // rows
-    canvas = torch.ones(rows * 9 - 1, cols * 9 - 1) * imgs.max()
+    canvas = torch.zeros(rows * 9 - 1, cols * 9 - 1)          # white separators (gray_r)
     for i in range(n):
         r, c = divmod(i, cols)
         canvas[r * 9:r * 9 + 8, c * 9:c * 9 + 8] = imgs[i]
