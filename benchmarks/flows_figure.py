@@ -59,27 +59,29 @@ def toys_figure(out=IMG / "flows_toys.png"):
 
 
 def digits_figure(out=IMG / "flows_digits.png"):
+    """Panels of 6×6 samples, left to right: test data, then each flow that has a saved digits model."""
+    import numpy as np
+    from PIL import Image
     flows = [f for f in FLOWS if (RUNS / f"{f}-digits-s0").exists()]
     if not flows:
         return
-    fig, axes = plt.subplots(1, len(flows) + 1, figsize=(2.2 * (len(flows) + 1), 2.4))
-    axes = [axes] if len(flows) == 0 else list(axes)
 
-    def grid(x):
-        x = x[:36].reshape(6, 6, 8, 8).permute(0, 2, 1, 3).reshape(48, 48)
-        return x.numpy()
+    def panel(x):  # (36, 1, 8, 8) levels 0..16 -> (6*9+1)^2 grey image, white background, dark strokes
+        img = np.ones((6 * 9 + 1, 6 * 9 + 1))
+        for k in range(36):
+            i, j = divmod(k, 6)
+            img[1 + 9 * i:9 + 9 * i, 1 + 9 * j:9 + 9 * j] = 1 - x[k, 0].numpy() / 16
+        return img
 
-    axes[0].imshow(grid(gl.load_dataset("digits", split="test").x), cmap="gray_r", vmin=0, vmax=16)
-    axes[0].set_title("data", fontsize=9)
-    for ax, f in zip(axes[1:], flows):
+    panels = [panel(gl.load_dataset("digits", split="test").x[:36])]
+    for f in flows:
         m = gl.load(RUNS / f"{f}-digits-s0")
-        ax.imshow(grid(m.sample(36, generator=torch.Generator().manual_seed(0))), cmap="gray_r", vmin=0, vmax=16)
-        ax.set_title(f, fontsize=9)
-    for ax in axes:
-        ax.axis("off")
-    fig.tight_layout(pad=0.3)
-    fig.savefig(out, dpi=80)
-    print(f"wrote {out}")
+        panels.append(panel(m.sample(36, generator=torch.Generator().manual_seed(0))))
+    gap = np.ones((panels[0].shape[0], 4))
+    row = np.concatenate([c for p in panels for c in (p, gap)][:-1], 1)
+    im = Image.fromarray((row * 255).astype(np.uint8)).resize((row.shape[1] * 3, row.shape[0] * 3), Image.NEAREST)
+    im.save(out)
+    print(f"wrote {out} (panels: data, {', '.join(flows)})")
 
 
 if __name__ == "__main__":

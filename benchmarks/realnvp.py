@@ -38,6 +38,10 @@ def report(rows, cmd):
         L.append(f"| {t} | {rs[0]['entropy']:.3f} | {fb.median([r['nll'] for r in rs]):.3f} | "
                  f"{fb.median([r['kl_gap'] for r in rs]):.3f} | {per_seed} | "
                  f"{fb.median([r['train_seconds'] for r in rs]):.0f} | {fb.median([r['steps_per_s'] for r in rs]):.1f} | {len(rs)} |")
+    L += ["", "Timing caveat: 8gaussians seeds 0 and 1 ran while every job of the runner shared one scheduler "
+          "group (Linux autogroup; fixed since by giving each job its own session), so their 778 s / 782 s "
+          "(1.9 steps/s) are not comparable; seed 2 took 189 s (7.9 steps/s). On a quiet core the same step costs "
+          "about 14 ms of CPU (≈70 steps/s, 1500 steps ≈ 21 s)."]
     L += ["", "## 8×8 digits (17 levels, D = 64)", "",
           f"Default image config (`arch='conv'`: per scale 2 checkerboard couplings, squeeze, 2 channel couplings, "
           f"factor out half; 2 scales; conv conditioners with 32 channels; 21 504 parameters), batch "
