@@ -34,7 +34,10 @@ def digits_jobs(models, seeds=(0,), steps=DIGITS["steps"]):
 def report(rows, path=REPORT, cmd=""):
     rows = [r for r in rows if "error" not in r]
     lines = ["# Normalising flows: 2-D toys and 8×8 digits", "",
-             f"Command: `{cmd or 'python benchmarks/flows.py'}`  ", f"Date: {datetime.date(2026, 11, 22)}; "
+             "Commands: `python benchmarks/flows.py --workers 4` (toys at 500 steps, digits at 1000 steps), "
+             "`python benchmarks/flows.py --models nsf --toy-steps 2000 --no-digits --workers 4` (longer NSF runs); "
+             "RealNVP 1500/2000-step runs from `python benchmarks/realnvp.py`; this file rewritten by "
+             "`python benchmarks/flows.py --report`.  ", f"Date: {datetime.date(2026, 11, 22)}; "
              f"genlab commit {fb.git_rev()}; machine: {fb.machine()}.  ",
              "Other sessions were loading the 2-core machine heavily during these runs (load average 7–19), so "
              "wall times and steps/s are pessimistic and only comparable within this table.", "",
