@@ -55,6 +55,9 @@ def toys_figure(out=IMG / "flows_toys.png"):
     fig.tight_layout(pad=0.2)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80)
+    plt.close(fig)
+    from PIL import Image   # palette PNG: a few hundred KB -> well under 200 KB
+    Image.open(out).convert("RGB").quantize(64).save(out, optimize=True)
     print(f"wrote {out}")
 
 
