@@ -229,15 +229,17 @@ def digits(args):
 def report(args):
     """benchmarks/results/diffusion.md from the JSON results of the two runs."""
     L = ["# Diffusion, score and flow-matching benchmarks", "",
-         "Machine: 2-core CPU, torch 2.13.0, 1 thread, `nice`; date 2026-11-22. **The machine was heavily "
-         "shared**: load average 19–25 on 2 cores during every run (about eight other sessions training and "
-         "testing), so wall times are inflated several-fold against a quiet machine; they are reported as measured.", ""]
+         "Machine: 2-core CPU, torch 2.13.0, 1 thread; date 2026-11-22. **The machine was heavily shared**: load "
+         "average 7–27 on 2 cores during these runs (about eight other sessions training and testing; the `load` "
+         "column and list give the 1-minute load at the end of each fit), so wall times are inflated several-fold "
+         "against a quiet machine; they are reported as measured. The first attempt under `nice -n 10` received "
+         "about 1 % of a core and was stopped; these runs used the default priority.", ""]
     tp = RES / "diffusion_toys.json"
     if tp.exists():
         rows = json.load(open(tp))
         st = rows[0]["train_steps"] if rows else "?"
         L += ["## 2-D toys: ODE likelihood KL gap and energy distance", "",
-              f"`python benchmarks/diffusion.py toys --steps {st} --n-nll {rows[0].get('n_nll', 500) if rows else 500} "
+              f"`python benchmarks/diffusion.py toys --steps {st} --n-nll {rows[0].get('n_nll', 300) if rows else 300} "
               "--sde-toys 8gaussians,moons` — MLP (width 128, 3 residual blocks, "
               f"sinusoidal time embedding), {st} steps, batch 256, lr 2e-3 cosine, seed 0. KL gap = test NLL − true "
               "entropy (nats/point; ANCHORS.md entropies, k-NN estimates carry ≈0.01 bias) from the ODE likelihood "
