@@ -15,7 +15,7 @@ install-test:
 	$(PIP) install -e ".[test]"
 
 demo: install
-	$(PY) -m genlab.apps.demo --out runs/demo
+	$(PY) -m genlab.cli bench quick --out runs/bench
 
 test: install-test
 	$(PY) -m pytest -q tests

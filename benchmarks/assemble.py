@@ -8,7 +8,8 @@ command, settings, machine and date; this script only concatenates them in a fix
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-ORDER = ["engine", "realnvp", "flows", "autoregressive", "latent", "diffusion", "metrics", "rate"]
+ORDER = ["bench_quick", "engine", "realnvp", "flows", "autoregressive", "latent", "diffusion", "metrics",
+         "feature_nets", "rate"]
 
 HEADER = """# genlab benchmarks
 
