@@ -1,22 +1,9 @@
-"""Imports every family module so each registers itself. Add one line per family."""
-from . import vae  # noqa: F401
-from . import realnvp  # noqa: F401
-from . import mdn  # noqa: F401
-from . import made  # noqa: F401
-from . import pixelcnn  # noqa: F401
-from . import wavenet  # noqa: F401
-from . import rnn  # noqa: F401
-from . import gpt  # noqa: F401
-from . import gan  # noqa: F401
-from . import maf  # noqa: F401
-from . import nsf  # noqa: F401
-from . import glow  # noqa: F401
-from . import ddpm  # noqa: F401
-from . import flow_matching  # noqa: F401
-from . import score  # noqa: F401
-from . import hvae  # noqa: F401
-from . import vqvae  # noqa: F401
-from . import latent_diffusion  # noqa: F401
-from . import vq_prior  # noqa: F401
-from . import ebm  # noqa: F401
-from . import gumbel  # noqa: F401
+"""Imports every family module so each registers itself, in the order of the syllabus. Add one line per family."""
+from . import mdn  # noqa: F401  mixture density networks
+from . import made, pixelcnn, wavenet, rnn, gpt  # noqa: F401,E401  autoregressive and language models
+from . import realnvp, glow, maf, nsf  # noqa: F401,E401  normalising flows (maf registers maf and iaf)
+from . import vae, hvae, gumbel, vqvae  # noqa: F401,E401  latent-variable models
+from . import gan  # noqa: F401  adversarial
+from . import ebm  # noqa: F401  energy-based
+from . import ddpm, score, flow_matching  # noqa: F401,E401  diffusion, score-based, flow matching
+from . import latent_diffusion, vq_prior  # noqa: F401,E401  hybrids
