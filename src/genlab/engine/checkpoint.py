@@ -22,7 +22,6 @@ and RNG states are safetensors, the optimiser file is read with ``weights_only=T
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -32,8 +31,8 @@ from typing import Any
 
 import torch
 
-from ..models.io import (CONFIG_NAME, WEIGHTS_NAME, CheckpointError, atomic_write_bytes, load_safetensors,
-                         read_json, save_model, state_to_safetensors_bytes)
+from ..models.io import (CONFIG_NAME, WEIGHTS_NAME, CheckpointError, atomic_write_bytes, file_sha256,
+                         load_safetensors, read_json, save_model, state_to_safetensors_bytes)
 
 CHECKPOINT = "checkpoint"
 FINAL = "final"
@@ -43,14 +42,6 @@ OPTIMIZER_NAME = "optimizer.pt"
 EMA_NAME = "ema.safetensors"
 RNG_NAME = "rng.safetensors"
 _TMP, _OLD = ".checkpoint.tmp", ".checkpoint.old"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -81,7 +72,7 @@ def save_checkpoint(out: Path, model, optimizers: dict[str, dict], ema_state: di
     if ema_state is not None:
         atomic_write_bytes(tmp / EMA_NAME, state_to_safetensors_bytes(ema_state))
     atomic_write_bytes(tmp / RNG_NAME, state_to_safetensors_bytes(rng))
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in sorted(tmp.iterdir())}
     atomic_write_bytes(tmp / STATE_NAME, json.dumps({**state, "files": files}, indent=2).encode())
     _fsync_dir(tmp)
     if old.exists():
@@ -119,7 +110,7 @@ def verify_checkpoint(ckpt: Path) -> dict[str, Any]:
         if size != meta["bytes"]:
             raise CheckpointError(f"checkpoint file {p} is truncated or corrupt ({size} bytes, expected "
                                   f"{meta['bytes']}); delete {ckpt} to start over")
-        if _sha256(p) != meta["sha256"]:
+        if file_sha256(p) != meta["sha256"]:
             raise CheckpointError(f"checkpoint file {p} is corrupt (sha256 differs from the one recorded in "
                                   f"{STATE_NAME}); delete {ckpt} to start over")
     return state

@@ -2,26 +2,19 @@
 optional Inception-v3 loaded from a user-supplied file."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..models.io import file_sha256
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
 class FeatureError(RuntimeError):
     """Missing, corrupt or unsuitable feature network; the message says what to do."""
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def asset_path(dataset: str) -> Path:

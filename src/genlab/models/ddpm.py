@@ -84,6 +84,14 @@ class DenoiserFamily(GenerativeModel):
 
     conditional_ok = True
 
+    @classmethod
+    def default_config(cls, info):
+        return default_net_config(cls.Config(), info)
+
+    @classmethod
+    def check_data(cls, info):
+        check_diffusable(cls, info)
+
     def build_net(self, out_mult: int = 1):
         cfg, info = self.config, self.info
         self.num_classes = info.num_classes if info.cond == "label" else None
@@ -204,14 +212,6 @@ class DDPM(DenoiserFamily):
         variance: str = "fixed_small"       # fixed_small (β̃) | fixed_large (β) | learned
         vlb_weight: float = 0.001           # λ of the hybrid loss (variance="learned")
         clip_x0: bool = True                # clip x̂₀ to [−1, 1] when sampling discrete (image) data
-
-    @classmethod
-    def default_config(cls, info):
-        return default_net_config(cls.Config(), info)
-
-    @classmethod
-    def check_data(cls, info):
-        check_diffusable(cls, info)
 
     def __init__(self, info, config=None):
         super().__init__(info, config)

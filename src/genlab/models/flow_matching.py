@@ -29,7 +29,7 @@ import torch
 from ..data.base import DataInfo, Dataset
 from ..sampling.ode import SOLVERS, ode_log_prob, odeint, standard_normal_log_prob, uniform_grid
 from .base import ModelError
-from .ddpm import DenoiserFamily, NetConfig, check_diffusable, default_net_config
+from .ddpm import DenoiserFamily, NetConfig
 from .registry import register
 
 PATHS = ("cfm", "rectified", "ot")
@@ -75,14 +75,6 @@ class FlowMatching(DenoiserFamily):
         path: str = "cfm"                   # cfm | rectified | ot
         sigma_min: float = 1e-4             # σ_min of the Gaussian path (forced to 0 for rectified)
         dequantize: bool = True             # discrete data: uniform noise within each level's bin in training
-
-    @classmethod
-    def default_config(cls, info):
-        return default_net_config(cls.Config(), info)
-
-    @classmethod
-    def check_data(cls, info):
-        check_diffusable(cls, info)
 
     def __init__(self, info, config=None):
         super().__init__(info, config)
