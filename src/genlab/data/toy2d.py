@@ -85,7 +85,10 @@ def _two_spirals(n, rng):
     d1x = -np.cos(t) * t + rng.random((h, 1)) * 0.5
     d1y = np.sin(t) * t + rng.random((h, 1)) * 0.5
     x = np.vstack((np.hstack((d1x, d1y)), np.hstack((-d1x, -d1y)))) / 3
-    return x + rng.standard_normal(x.shape) * 0.1
+    x = x + rng.standard_normal(x.shape) * 0.1
+    # FFJORD returns the two arms one after the other; shuffle so that any prefix (subset, plots,
+    # evaluation subsets) holds both arms. Same points, drawn before the permutation.
+    return x[rng.permutation(len(x))]
 
 
 def _moons(n, rng):
