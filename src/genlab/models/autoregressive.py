@@ -61,6 +61,7 @@ class SequenceARModel(GenerativeModel):
             self.C = info.shape[1] if len(info.shape) == 2 else 1
             self.head = MixtureDensityHead(feature_dim, self.C, components, min_std)
         self.class_emb = nn.Embedding(info.num_classes, class_dim) if (class_dim and info.cond == "label") else None
+        self.conditional_ok = self.class_emb is not None   # unconditional: cond= is refused
 
     @property
     def input_size(self) -> int:

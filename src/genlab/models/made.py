@@ -79,6 +79,7 @@ class MADE(GenerativeModel):
             self.cond_dim = math.prod(info.cond_shape or (1,))
         else:
             self.cond_dim = 0
+        self.conditional_ok = self.cond_dim > 0   # an unconditional MADE refuses cond= (check_input)
         agnostic = c.num_masks > 1
         self.net = MADENet(self.D, c.hidden, self.n_params, self.cond_dim, order="random" if agnostic else "natural",
                            seed=0, degrees="random" if agnostic else "cyclic", act=c.act)

@@ -59,6 +59,7 @@ class PixelCNN(GenerativeModel):
         self.embed = nn.Embedding(self.L, c.embd)
         cd = c.channels if (c.class_cond and info.cond == "label") else 0
         self.class_emb = nn.Embedding(info.num_classes, cd) if cd else None
+        self.conditional_ok = self.class_emb is not None   # unconditional: cond= is refused
         self.blocks = nn.ModuleList([GatedPixelBlock(c.embd, c.channels, c.first_kernel, first=True, cond_channels=cd)]
                                     + [GatedPixelBlock(c.channels, c.channels, c.kernel_size, cond_channels=cd)
                                        for _ in range(c.layers - 1)])
