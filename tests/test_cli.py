@@ -70,6 +70,7 @@ def test_train_sample_evaluate_resume(tmp_path):
     (["train", "realnvp", "--data", "moons", "--steps", 1, "lr=fast"], "expected float"),
     (["train", "realnvp", "--data", "moons", "--steps", 1, "oops"], "key=value"),
     (["sample", "/nonexistent/run"], "no such file"),
+    (["bench", "nonsense"], "unknown bench suite 'nonsense'"),
 ])
 def test_bad_input_gets_clear_error(args, message, tmp_path, monkeypatch):
     # in-process (typer's runner) to spare a torch import per case; exit code 2 and a one-line message

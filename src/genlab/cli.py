@@ -242,10 +242,14 @@ def evaluate(run_dir: Path = typer.Argument(..., help="a run directory"),
 
 @app.command()
 def bench(suite: str = typer.Argument("quick", help="quick, toy2d, digits, mnist5k or text"),
-          out: Path = typer.Option(Path("runs/bench"), help="output folder for runs and the report")):
+          out: Path = typer.Option(Path("runs/bench"), help="output folder for runs and the report"),
+          steps: Optional[int] = typer.Option(None, help="training steps per family (default: the suite's)"),
+          families: Optional[str] = typer.Option(None, help="comma-separated subset of the suite's families")):
     """Train and compare families on a suite under one protocol; writes a Markdown and HTML report."""
-    from .apps.bench import run_bench
-    path = run_bench(suite, out)
+    from .apps.bench import SUITES, run_bench
+    if suite not in SUITES:
+        _fail(f"unknown bench suite {suite!r}; known: {', '.join(SUITES)}")
+    path = run_bench(suite, out, steps=steps, families=families.split(",") if families else None)
     typer.echo(f"report: {path}")
 
 
