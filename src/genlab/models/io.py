@@ -121,3 +121,14 @@ def load_model(path, map_location="cpu") -> GenerativeModel:
     model.to(map_location)
     model.eval()
     return model
+
+
+def load_stage(path, embedded_config: str, source: str) -> tuple[GenerativeModel, str]:
+    """The frozen first stage of a two-stage hybrid (a VAE under latent diffusion, a VQ-VAE under a
+    learned prior). The first time it is loaded from ``path``; its config is then embedded as JSON in
+    the hybrid's own Config, so a saved hybrid rebuilds from its config and state_dict alone.
+    Returns ``(model, embedded_config)``."""
+    if embedded_config:
+        return model_from_config(json.loads(embedded_config), source=source), embedded_config
+    model = load_model(path)
+    return model, json.dumps(model.config_dict())

@@ -13,7 +13,6 @@ need the VAE's posterior inside the prior's likelihood; not implemented).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import torch
@@ -45,16 +44,12 @@ class LatentDiffusion(GenerativeModel):
 
     def __init__(self, info: DataInfo, config=None):
         super().__init__(info, config)
-        from .io import load_model, model_from_config
+        from .io import load_stage
         c = self.config
-        if not c.vae_config:
-            if not c.vae:
-                raise ModelError("latent-diffusion needs a trained VAE: gl.create('latent-diffusion', data=ds, "
-                                 "vae='runs/my-vae/final') (train one with gl.create('vae', ...) first)")
-            vae = load_model(c.vae)
-            c.vae_config = json.dumps(vae.config_dict())
-        else:
-            vae = model_from_config(json.loads(c.vae_config), source="vae_config")
+        if not c.vae_config and not c.vae:
+            raise ModelError("latent-diffusion needs a trained VAE: gl.create('latent-diffusion', data=ds, "
+                             "vae='runs/my-vae/final') (train one with gl.create('vae', ...) first)")
+        vae, c.vae_config = load_stage(c.vae, c.vae_config, source="vae_config")
         if vae.name not in ("vae",):
             raise ModelError(f"latent-diffusion needs a 'vae' model, got {vae.name!r}")
         if tuple(vae.info.shape) != tuple(info.shape) or vae.info.kind != info.kind:

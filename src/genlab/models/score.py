@@ -32,7 +32,7 @@ import torch
 from ..sampling.ode import SOLVERS, ode_log_prob, odeint, standard_normal_log_prob, uniform_grid
 from ..sampling.sde import euler_maruyama, predictor_corrector
 from .base import ModelError
-from .ddpm import DenoiserFamily, NetConfig, check_diffusable, default_net_config
+from .ddpm import DenoiserFamily, NetConfig
 from .registry import register
 
 
@@ -57,15 +57,11 @@ class NCSN(DenoiserFamily):
 
     @classmethod
     def default_config(cls, info):
-        cfg = default_net_config(cls.Config(), info)
+        cfg = super().default_config(info)
         if info.modality == "image":
             cfg.sigma_max = 10.0 if info.dim <= 64 else 20.0
             cfg.num_scales = 20
         return cfg
-
-    @classmethod
-    def check_data(cls, info):
-        check_diffusable(cls, info)
 
     def __init__(self, info, config=None):
         super().__init__(info, config)
@@ -169,14 +165,10 @@ class ScoreSDE(DenoiserFamily):
 
     @classmethod
     def default_config(cls, info):
-        cfg = default_net_config(cls.Config(), info)
+        cfg = super().default_config(info)
         if info.modality == "image":
             cfg.sigma_max = 20.0
         return cfg
-
-    @classmethod
-    def check_data(cls, info):
-        check_diffusable(cls, info)
 
     def __init__(self, info, config=None):
         super().__init__(info, config)

@@ -38,17 +38,13 @@ class VQPrior(GenerativeModel):
 
     def __init__(self, info: DataInfo, config=None):
         super().__init__(info, config)
-        from .io import load_model, model_from_config
+        from .io import load_stage
         from .registry import create
         c = self.config
-        if not c.vqvae_config:
-            if not c.vqvae:
-                raise ModelError("vq-prior needs a trained VQ-VAE: gl.create('vq-prior', data=ds, "
-                                 "vqvae='runs/my-vqvae/final')")
-            vq = load_model(c.vqvae)
-            c.vqvae_config = json.dumps(vq.config_dict())
-        else:
-            vq = model_from_config(json.loads(c.vqvae_config), source="vqvae_config")
+        if not c.vqvae_config and not c.vqvae:
+            raise ModelError("vq-prior needs a trained VQ-VAE: gl.create('vq-prior', data=ds, "
+                             "vqvae='runs/my-vqvae/final')")
+        vq, c.vqvae_config = load_stage(c.vqvae, c.vqvae_config, source="vqvae_config")
         if vq.name != "vqvae":
             raise ModelError(f"vq-prior needs a 'vqvae' model, got {vq.name!r}")
         if tuple(vq.info.shape) != tuple(info.shape) or vq.info.kind != info.kind:
