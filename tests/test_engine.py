@@ -251,3 +251,67 @@ def test_phase_gradients_do_not_leak_into_other_phases():
         m = cls(ds.info, T.TwoPhaseToy.Config())
         runs.append(gl.train(m, ds, steps=6, **dict(FAST, batch_size=64)).model)
     torch.testing.assert_close(state(runs[0].a), state(runs[1].a), rtol=1e-5, atol=1e-6)
+
+
+def _shifted(ds, shift):
+    from genlab.data.base import Dataset
+    return Dataset(ds.x + shift, ds.info, split="val")
+
+
+def test_keep_best_exports_the_weights_that_validated_best(tmp_path):
+    """Train data centred at (1, −1), validation data shifted half-way towards the start (μ₀ = 4): the
+    validation loss falls, then rises as μ walks past it, so its minimum lies strictly inside the run.
+    The exported model must carry the weights of the logged arg-min step, bit for bit (final/ too),
+    and score exactly the logged minimum; without keep_best the model is the last one."""
+    ds = T.toy_data()
+    val = _shifted(ds, 1.5)
+    kw = dict(FAST, lr=0.1, eval_every=2, checkpoint_every=0)
+    last = gl.train(T.make(data=ds, init_shift=4.0), ds, steps=40, val=val, **kw)
+    run = gl.train(T.make(data=ds, init_shift=4.0), ds, steps=40, val=val, keep_best=True,
+                   out=tmp_path / "r", **kw)
+    vals = [(h["val_loss"], h["step"]) for h in run.history if "val_loss" in h]
+    best_val, best_step = min(vals)
+    assert 2 < best_step < 40                                  # an interior minimum: the test can fail
+    assert run.best_step == best_step and run.best_val_loss == best_val
+    assert vals[-1][0] > best_val + 0.05                       # the last weights are clearly worse
+    from genlab.engine.trainer import TrainConfig, validation_loss
+    phases = run.model.phases()
+    again = validation_loss(run.model, val, phases, TrainConfig(batch_size=32), "cpu")["val_loss"]
+    assert again == pytest.approx(best_val, abs=1e-6)
+    assert not torch.equal(run.model.mu, last.model.mu)
+    assert_same(state(gl.load(tmp_path / "r")), state(run.model))
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["best"]["step"] == best_step
+    # the uninterrupted run with keep_best=False ends on the last weights, which the val log shows worse
+    assert validation_loss(last.model, val, phases, TrainConfig(batch_size=32), "cpu")["val_loss"] > best_val + 0.05
+
+
+def test_keep_best_survives_resume(tmp_path):
+    """A run resumed after its best step keeps the best weights through the checkpoint (not only memory)."""
+    ds = T.toy_data()
+    val = _shifted(ds, 1.5)
+    kw = dict(FAST, lr=0.1, eval_every=2, keep_best=True)
+    full = gl.train(T.make(data=ds, init_shift=4.0), ds, steps=40, val=val, out=tmp_path / "full",
+                    checkpoint_every=30, **kw)
+    gl.train(T.make(data=ds, init_shift=4.0), ds, steps=30, val=val, out=tmp_path / "res", checkpoint_every=30, **kw)
+    assert ck.load_checkpoint(tmp_path / "res" / "checkpoint")["best"] is not None
+    res = gl.train(T.make(data=ds, seed=5, init_shift=4.0), ds, steps=40, val=val, out=tmp_path / "res",
+                   resume=True, checkpoint_every=30, **kw)
+    assert res.best_step == full.best_step < 30
+    assert_same(state(res.model), state(full.model))
+
+
+def test_keep_best_and_train_defaults_are_checked(monkeypatch):
+    ds = T.toy_data()
+    with pytest.raises(TrainingError, match="val="):
+        gl.train(T.make(data=ds), ds, steps=2, keep_best=True, **FAST)
+    with pytest.raises(TrainingError, match="single-phase"):
+        gl.train(T.make("test-engine-2phase", ds), ds, steps=2, keep_best=True, val=ds, **FAST)
+    m = T.make(data=ds)
+    m.train_defaults = {"grad_clip": None, "lr": 0.5}        # a family's defaults apply ...
+    run = gl.train(m, ds, steps=1, **{k: v for k, v in FAST.items() if k != "lr"})
+    assert run.config.grad_clip is None and run.config.lr == 0.5
+    run = gl.train(m, ds, steps=1, **FAST)                   # ... unless the caller says otherwise
+    assert run.config.lr == FAST["lr"] and run.config.grad_clip is None
+    m.train_defaults = {"grad_clipp": None}
+    with pytest.raises(Exception, match="grad_clipp"):
+        gl.train(m, ds, steps=1, **FAST)

@@ -137,6 +137,9 @@ def train(ctx: typer.Context,
     except (TrainingError, ModelError, TypeError) as e:
         _fail(str(e))
     _say(f"done: {run.step} steps in {run.wall_time:.1f}s; final loss {run.final_loss:.4f}; saved to {out}")
+    if run.best_step is not None:
+        _say(f"keep_best: the saved model is the one of step {run.best_step} "
+             f"(validation loss {run.best_val_loss:.4f})")
 
 
 @app.command(context_settings=EXTRA)

@@ -9,6 +9,7 @@ Layout of a run directory ``out/`` (see docs/engine.md)::
         config.json           \\ loadable by gl.load(out) (raw, non-EMA weights)
         model.safetensors     /
         ema.safetensors       EMA weights (when ema > 0)
+        best.safetensors      the exported weights with the lowest validation loss (keep_best=True)
         optimizer.pt          optimiser states, loaded only with torch.load(weights_only=True)
         rng.safetensors       torch RNG state of every rank (uint8 tensors)
         trainer_state.json    step, data position, world size, size + sha256 of every file above;
@@ -41,6 +42,7 @@ STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.pt"
 EMA_NAME = "ema.safetensors"
 RNG_NAME = "rng.safetensors"
+BEST_NAME = "best.safetensors"
 _TMP, _OLD = ".checkpoint.tmp", ".checkpoint.old"
 
 
@@ -58,7 +60,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save_checkpoint(out: Path, model, optimizers: dict[str, dict], ema_state: dict[str, torch.Tensor] | None,
-                    rng: dict[str, torch.Tensor], state: dict[str, Any]) -> Path:
+                    rng: dict[str, torch.Tensor], state: dict[str, Any],
+                    best_state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write a complete checkpoint into ``out/checkpoint`` atomically (main process only)."""
     out = Path(out)
     tmp, old, final = out / _TMP, out / _OLD, out / CHECKPOINT
@@ -72,6 +75,8 @@ def save_checkpoint(out: Path, model, optimizers: dict[str, dict], ema_state: di
     if ema_state is not None:
         atomic_write_bytes(tmp / EMA_NAME, state_to_safetensors_bytes(ema_state))
     atomic_write_bytes(tmp / RNG_NAME, state_to_safetensors_bytes(rng))
+    if best_state is not None:
+        atomic_write_bytes(tmp / BEST_NAME, state_to_safetensors_bytes(best_state))
     files = {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in sorted(tmp.iterdir())}
     atomic_write_bytes(tmp / STATE_NAME, json.dumps({**state, "files": files}, indent=2).encode())
     _fsync_dir(tmp)
@@ -140,6 +145,7 @@ def load_checkpoint(ckpt: Path, device="cpu") -> dict[str, Any]:
         "optimizers": load_optimizers(ckpt / OPTIMIZER_NAME),
         "ema": load_safetensors(ckpt / EMA_NAME, device=device) if (ckpt / EMA_NAME).is_file() else None,
         "rng": load_safetensors(ckpt / RNG_NAME) if (ckpt / RNG_NAME).is_file() else {},
+        "best": load_safetensors(ckpt / BEST_NAME, device=device) if (ckpt / BEST_NAME).is_file() else None,
     }
 
 

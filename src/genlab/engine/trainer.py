@@ -60,6 +60,11 @@ class TrainConfig:
     precision: "fp32" or "bf16" (autocast of the loss computation; weights and optimiser stay fp32).
     device: "auto" (a GPU when Accelerate finds one), "cpu" or "cuda".
     overwrite: allow starting afresh in an ``out`` that already holds a run (its files are replaced).
+    keep_best: early stopping without stopping: needs ``val=`` and a single-phase model; after every
+    validation the exported weights (EMA ones when ema > 0) with the lowest validation loss so far are
+    kept (in memory and in checkpoint/best.safetensors, so a resumed run keeps them too), and at the
+    end the model, final/ and ``Run.model`` carry them; ``Run.best_step`` / ``Run.best_val_loss`` say
+    which. Use it with ``eval_every`` > 0 on small data sets that a long run overfits.
     """
 
     steps: int = 2000
@@ -84,6 +89,7 @@ class TrainConfig:
     max_nonfinite: int = 10             # abort after this many consecutive non-finite updates
     tensorboard: bool = False
     overwrite: bool = False
+    keep_best: bool = False             # export the weights with the lowest validation loss
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -116,6 +122,8 @@ class Run:
     step: int = 0
     wall_time: float = 0.0              # seconds spent in this call's training loop
     steps_per_s: float = 0.0            # steps this call trained / wall_time
+    best_step: int | None = None        # keep_best: the step whose weights the model carries
+    best_val_loss: float | None = None  # keep_best: their validation loss
 
     @property
     def final_loss(self) -> float:
@@ -324,7 +332,19 @@ def train(model: GenerativeModel, data: Dataset, *, steps: int = 2000, out=None,
         hints = [k + (f" (did you mean {c[0]!r}?)" if (c := difflib.get_close_matches(k, [f.name for f in dataclasses.fields(TrainConfig)], 1)) else "")
                  for k in sorted(unknown)]
         raise TypeError(f"unknown training option(s): {', '.join(hints)}")
-    cfg = TrainConfig(steps=steps, **kwargs)
+    defaults = dict(getattr(model, "train_defaults", {}) or {})
+    bad = set(defaults) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if bad:
+        raise ModelError(f"{type(model).__name__}.train_defaults names unknown training options {sorted(bad)}")
+    cfg = TrainConfig(steps=steps, **{**defaults, **kwargs})
+    if cfg.keep_best:
+        if val is None:
+            raise TrainingError("keep_best=True needs validation data: pass val=")
+        if cfg.eval_every < 0:
+            raise TrainingError("keep_best=True needs validation: eval_every must be >= 0 (e.g. 100)")
+        if len(list(model.phases())) != 1:
+            raise TrainingError(f"keep_best=True needs a single-phase model; {model.name} trains "
+                                f"{len(list(model.phases()))} phases whose losses do not measure fit")
     if len(data) == 0:
         raise TrainingError("the training data set is empty")
     if data.info != model.info and tuple(data.info.shape) != tuple(model.info.shape):
@@ -391,6 +411,7 @@ def _train(model: GenerativeModel, data: Dataset, cfg: TrainConfig, out: Path | 
 
     # ---- start or resume ----
     start, history = 0, []
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None     # (val loss, step, exported weights)
     if ckpt_dir is not None:
         ckpt = ck.load_checkpoint(ckpt_dir, device=device)
         st = ckpt["state"]
@@ -412,6 +433,8 @@ def _train(model: GenerativeModel, data: Dataset, cfg: TrainConfig, out: Path | 
             else:
                 ema.load_state_dict(ckpt["ema"])
         start = int(st["step"])
+        if cfg.keep_best and st.get("best_step") is not None and ckpt.get("best") is not None:
+            best = (float(st["best_val_loss"]), int(st["best_step"]), ckpt["best"])
         rng = ckpt["rng"]
         if f"torch.rank{rank}" in rng and st.get("world_size", 1) == world:
             torch.set_rng_state(rng[f"torch.rank{rank}"].cpu())
@@ -526,6 +549,12 @@ def _train(model: GenerativeModel, data: Dataset, cfg: TrainConfig, out: Path | 
                 if ema is not None:
                     record.update({k.replace("val_loss", "val_loss_ema"): v
                                    for k, v in validation_loss(ema.model, val, phases, cfg, device).items()})
+                if cfg.keep_best:
+                    v = record["val_loss_ema" if ema is not None else "val_loss"]
+                    if math.isfinite(v) and (best is None or v < best[0]):
+                        src = ema.model if ema is not None else module
+                        best = (v, step, {k: t.detach().clone() for k, t in src.state_dict().items()})
+                        record["best_step"] = step
             if main and out is not None and cfg.sample_every >= 0 and \
                     ((cfg.sample_every and step % cfg.sample_every == 0) or last):
                 path = out / "samples" / f"step_{step:06d}.png"
@@ -538,7 +567,7 @@ def _train(model: GenerativeModel, data: Dataset, cfg: TrainConfig, out: Path | 
                 logger.log({"step": step, **record})
             if out is not None and ((cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or last):
                 _save(out, module, phases, opts, ema, order, step, draws_per_step, cfg, acc, world, device,
-                      gather_object)
+                      gather_object, best)
             bar.update(1)
     finally:
         bar.close()
@@ -550,6 +579,13 @@ def _train(model: GenerativeModel, data: Dataset, cfg: TrainConfig, out: Path | 
 
     if ema is not None:
         module.load_state_dict(ema.state_dict())          # export the averaged weights
+    if best is not None:
+        module.load_state_dict(best[2])                   # keep_best: the weights that validated best
+        run.best_val_loss, run.best_step = best[0], best[1]
+        if main and out is not None and (out / ck.RUN_JSON).is_file():
+            info = ck.read_json(out / ck.RUN_JSON)
+            info["best"] = {"step": best[1], "val_loss": best[0]}
+            ck.write_json(out / ck.RUN_JSON, info)
     module.eval()
     if out is not None and main:
         save_model(module, out / ck.FINAL)
@@ -594,7 +630,8 @@ def _reduce_logs(sums, counts, n_phases, acc, world) -> dict[str, float]:
     return rec
 
 
-def _save(out, module, phases, opts, ema, order, step, draws_per_step, cfg, acc, world, device, gather_object):
+def _save(out, module, phases, opts, ema, order, step, draws_per_step, cfg, acc, world, device, gather_object,
+          best=None):
     rngs = gather_object([_rng_state(device)]) if world > 1 else [_rng_state(device)]
     if acc.is_main_process:
         rng = {}
@@ -604,8 +641,11 @@ def _save(out, module, phases, opts, ema, order, step, draws_per_step, cfg, acc,
         state = {"step": step, **order.position(step * draws_per_step), "draws_per_step": draws_per_step,
                  "phases": [ph.name for ph in phases], "world_size": world, "seed": cfg.seed,
                  "batch_size": cfg.batch_size, "ema": cfg.ema, "time": _now(), **_versions()}
+        if best is not None:
+            state.update(best_val_loss=best[0], best_step=best[1])
         ck.save_checkpoint(out, module, {ph.name: o.state_dict() for ph, o in zip(phases, opts)},
-                           ema.state_dict() if ema is not None else None, rng, state)
+                           ema.state_dict() if ema is not None else None, rng, state,
+                           best_state=best[2] if best is not None else None)
     acc.wait_for_everyone()
 
 

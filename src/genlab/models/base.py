@@ -66,6 +66,9 @@ class GenerativeModel(nn.Module):
     name: str = "?"
     likelihood: str = "none"
     conditional_ok: bool = False   # accepts cond= (labels or continuous conditions)
+    # Training options this family needs by default (TrainConfig fields, e.g. {"grad_clip": None} for
+    # GAN critics); gl.train applies them unless the caller passes the option explicitly.
+    train_defaults: dict = {}
 
     @dataclass
     class Config:
