@@ -11,6 +11,7 @@ import torch
 import genlab as gl
 from genlab.data.base import DataInfo, Dataset
 from genlab.models.base import ModelError
+from genlab.models.flows_common import randomize_
 from genlab.models.priors import FlowPrior, MixtureOfGaussians, VampPrior, normal_log_prob
 from genlab.models.vae import active_units, decoder_log_prob, interpolate, reconstruct, traverse
 
@@ -164,19 +165,21 @@ def test_decoder_samples_follow_their_distributions():
 
 def test_flow_and_vamp_priors_are_densities():
     torch.manual_seed(0)
-    flow = FlowPrior(2).double()
-    z = torch.randn(5, 2, dtype=torch.float64)
-    # change of variables against the autograd Jacobian of the inverse map z → u
-    def inverse(v):
-        u = v
-        for layer in reversed(flow.layers):
-            u, _ = layer.inverse(u)
-        return u
+    flow = randomize_(FlowPrior(3).double(), 0.3, torch.Generator().manual_seed(0))   # not the identity
+    z = torch.randn(5, 3, dtype=torch.float64)
+    # change of variables against the autograd Jacobian of the map z → u = f(z)
+    def to_base(v):
+        return flow.flow(v)[0]
     for zi in z:
-        J = torch.autograd.functional.jacobian(inverse, zi[None])[0, :, 0, :]
-        u = inverse(zi[None])[0]
-        ref = -0.5 * (math.log(2 * math.pi) * 2 + (u ** 2).sum()) + torch.linalg.slogdet(J)[1]
+        J = torch.autograd.functional.jacobian(to_base, zi[None])[0, :, 0, :]
+        u = to_base(zi[None])[0]
+        assert (u - zi).abs().max() > 0.05                       # the flow moved the point
+        ref = -0.5 * (math.log(2 * math.pi) * 3 + (u ** 2).sum()) + torch.linalg.slogdet(J)[1]
         torch.testing.assert_close(flow.log_prob(zi[None])[0], ref)
+    # samples are the inverse map of base noise: f(sample) = u
+    g = torch.Generator().manual_seed(3)
+    zs = flow.sample(4, generator=g)
+    torch.testing.assert_close(to_base(zs), torch.randn(4, 3, generator=torch.Generator().manual_seed(3)).double())
     # the mixture prior integrates to one on a grid
     mog = MixtureOfGaussians(2, 3)
     t = torch.linspace(-8, 8, 401)

@@ -58,8 +58,9 @@ class HVAE(VAE):
             self.decoder = ConvDecoder(d1 + self.cdim, info.shape, c.channels, c.act,
                                        out_channels=self.P * info.shape[0])
         else:
-            self.encoder = MLP(info.dim + self.cdim, H, c.hidden[:-1], c.act)
-            self.decoder = MLP(d1 + self.cdim, self.P * info.dim, tuple(reversed(c.hidden)), c.act)
+            self.encoder = MLP(info.dim + self.cdim, H, c.hidden[:-1], c.act, dropout=c.dropout)
+            self.decoder = MLP(d1 + self.cdim, self.P * info.dim, tuple(reversed(c.hidden)), c.act,
+                               dropout=c.dropout)
         self.enc_act = activation(c.act)
         self.q2 = nn.Linear(H, 2 * d2)
         self.q1 = MLP(H + d2, 2 * d1, (H,), c.act)

@@ -8,10 +8,9 @@ Every prior is an ``nn.Module`` with ``log_prob(z) -> (B,)`` and ``sample(n, gen
                pseudo-inputs u_k in the encoder's input space; it needs the VAE's encoder, passed
                as ``encode=`` to ``log_prob``/``sample`` (not stored: the encoder's weights live once,
                and a deep copy of the VAE, e.g. for EMA, stays self-consistent).
-- ``flow``:    a RealNVP prior (Dinh et al. 2017): z = f(u), u ~ N(0, I), with affine couplings;
-               log p(z) = log N(f⁻¹(z); 0, I) + log |det ∂f⁻¹/∂z|.
-               NOTE: written here (a few lines) because the flows family's RealNVP did not exist
-               when this was written; swap for ``genlab.models.realnvp`` blocks once it lands.
+- ``flow``:    a RealNVP prior (Dinh et al. 2017), built from the flow family's coupling stack
+               (``models/realnvp.py``): u = f(z) with affine couplings, u ~ N(0, I),
+               log p(z) = log N(f(z); 0, I) + log |det ∂f/∂z|.
 """
 from __future__ import annotations
 
@@ -20,7 +19,8 @@ import math
 import torch
 from torch import nn
 
-from ..nn.mlp import MLP
+from .flows_common import Compose
+from .realnvp import vector_coupling_stack
 
 LOG2PI = math.log(2 * math.pi)
 
@@ -87,51 +87,28 @@ class VampPrior(nn.Module):
         return (mu[k] + eps * torch.exp(0.5 * logvar[k])).to(self.pseudo.device)
 
 
-class AffineCoupling(nn.Module):
-    """y_b = x_b · exp(s(x_a)) + t(x_a) on the half ``b`` selected by ``mask == 0`` (RealNVP)."""
-
-    def __init__(self, dim: int, mask: torch.Tensor, hidden: int = 64):
-        super().__init__()
-        self.register_buffer("mask", mask)
-        self.net = MLP(dim, 2 * dim, hidden=(hidden, hidden), act="silu")
-
-    def _st(self, xa):
-        s, t = self.net(xa).chunk(2, -1)
-        s = torch.tanh(s) * (1 - self.mask)
-        return s, t * (1 - self.mask)
-
-    def forward(self, x):        # u → z, returns z and log|det ∂z/∂u|
-        s, t = self._st(x * self.mask)
-        return x * torch.exp(s) + t, s.sum(-1)
-
-    def inverse(self, z):        # z → u, returns u and log|det ∂u/∂z|
-        s, t = self._st(z * self.mask)
-        return (z - t) * torch.exp(-s), -s.sum(-1)
-
-
 class FlowPrior(nn.Module):
-    def __init__(self, dim: int, layers: int = 4, hidden: int = 64):
+    """p(z) through a RealNVP flow u = f(z) (the flow family's coupling stack, ``models/realnvp.py``):
+    log p(z) = log N(f(z); 0, I) + log |det ∂f/∂z|; samples z = f⁻¹(u), u ~ N(0, I)."""
+
+    def __init__(self, dim: int, layers: int = 4, hidden: int = 64, scale_bound: float = 2.0):
         super().__init__()
-        self.dim = dim
-        masks = [(torch.arange(dim) + i) % 2 for i in range(layers)]
-        if dim == 1:
+        if dim < 2:
             raise ValueError("flow prior needs latent_dim >= 2")
-        self.layers = nn.ModuleList(AffineCoupling(dim, m.float(), hidden) for m in masks)
+        self.dim = dim
+        # couplings (first half fixed) with reverse permutations between them; no ActNorm, whose
+        # data-dependent initialisation would depend on which z the prior happens to see first
+        self.flow = Compose(vector_coupling_stack(dim, layers, (hidden, hidden), 0, scale_bound, actnorm=False,
+                                                  permutation="reverse", act="silu", seed=0))
 
     def log_prob(self, z: torch.Tensor, encode=None) -> torch.Tensor:
-        shape = z.shape
-        u = z.reshape(-1, self.dim)
-        logdet = torch.zeros(u.shape[0], device=z.device, dtype=z.dtype)
-        for layer in reversed(self.layers):
-            u, ld = layer.inverse(u)
-            logdet = logdet + ld
-        return (-0.5 * (LOG2PI + u ** 2).sum(-1) + logdet).reshape(shape[:-1])
+        u, logdet = self.flow(z.reshape(-1, self.dim))
+        return (-0.5 * (LOG2PI + u ** 2).sum(-1) + logdet).reshape(z.shape[:-1])
 
     def sample(self, n: int, generator: torch.Generator | None = None, device=None, encode=None) -> torch.Tensor:
-        u = torch.randn(n, self.dim, generator=generator).to(self.layers[0].mask.device)
-        for layer in self.layers:
-            u, _ = layer(u)
-        return u
+        p = next(self.flow.parameters())
+        u = torch.randn(n, self.dim, generator=generator).to(p)
+        return self.flow.inverse(u)[0]
 
 
 PRIORS = ("normal", "mog", "vamp", "flow")

@@ -163,6 +163,7 @@ class VAE(GenerativeModel):
         kl: str = "analytic"                     # analytic (normal prior only) | mc
         iwae_k: int = 1                          # >1: train on the IWAE bound with K samples
         conditional: bool = False                # condition encoder and decoder on y
+        dropout: float = 0.0                     # dropout after each hidden MLP layer (small data overfit)
 
     @classmethod
     def check_data(cls, info: DataInfo) -> None:
@@ -216,8 +217,8 @@ class VAE(GenerativeModel):
             self.decoder = ConvDecoder(d + self.cdim, info.shape, c.channels, c.act,
                                        out_channels=self.P * info.shape[0])
         else:
-            self.encoder = MLP(D + self.cdim, 2 * d, c.hidden, c.act)
-            self.decoder = MLP(d + self.cdim, self.P * D, tuple(reversed(c.hidden)), c.act)
+            self.encoder = MLP(D + self.cdim, 2 * d, c.hidden, c.act, dropout=c.dropout)
+            self.decoder = MLP(d + self.cdim, self.P * D, tuple(reversed(c.hidden)), c.act, dropout=c.dropout)
 
     # ---- networks ----------------------------------------------------------------------------
     def scale_input(self, x: torch.Tensor) -> torch.Tensor:
