@@ -15,6 +15,14 @@ Time runs from t = 0 (noise x₀ ~ N(0, I)) to t = 1 (data x₁). Conditional Ga
 - ``ot``: minibatch OT coupling — within each batch the noise is re-paired with the data by the
   exact assignment minimising ``Σ ‖x₀ − x₁‖²`` (scipy's ``linear_sum_assignment``).
 
+Guidance (labelled data): classifier-free (``guidance=w``, label dropout in training) and classifier
+guidance (``classifier=``, a noise-conditional classifier ``p_φ(y | x_t, t)`` trained on this path,
+registry name ``fm-classifier``): ``ṽ = v_θ + s λ(t) ∇_x log p_φ(y | x_t, t)`` with
+``λ(t) = σ_t (α̇ σ_t/α_t − σ̇_t) = (1 − (1 − σ_min) t)/t`` for ``α_t = t``, ``σ_t = 1 − (1 − σ_min) t``
+(``genlab.sampling.guidance``); s = 1 with the Bayes classifier is the exact class-conditional velocity.
+It needs the independent coupling (``cfm``, ``rectified`` before reflow): under the OT coupling x_t is
+not data plus independent Gaussian noise, so the score relation does not hold.
+
 Sampling integrates ``dx/dt = v_θ(x, t)`` from 0 to 1 with a solver from ``genlab.sampling.ode``;
 ``log_prob`` integrates the instantaneous change of variables backwards (kind ``"estimate"``,
 see :meth:`FlowMatching.likelihood_info`).
@@ -26,13 +34,18 @@ from dataclasses import dataclass
 
 import torch
 
+import torch.nn.functional as F
+
 from ..data.base import DataInfo, Dataset
+from ..nn.unet import TimeMLP
+from ..sampling.guidance import classifier_guided_velocity, classifier_log_prob_grad, gaussian_path_guidance_coef
 from ..sampling.ode import SOLVERS, ode_log_prob, odeint, standard_normal_log_prob, uniform_grid
-from .base import ModelError
-from .ddpm import DenoiserFamily, NetConfig
+from .base import GenerativeModel, ModelError
+from .ddpm import DenoiserFamily, NetConfig, check_diffusable
 from .registry import register
 
 PATHS = ("cfm", "rectified", "ot")
+GUIDANCE_T_MIN = 1e-2   # λ(t) ∝ 1/t: classifier guidance uses λ(max(t, 0.01)) (p_t(y | x) is flat near t = 0)
 
 
 # ---- the objective, independent of the network (tested against the formulas) --------------------------
@@ -52,6 +65,11 @@ def conditional_velocity(x: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, sig
     """``u_t(x | x₁) = (x₁ − (1 − σ_min) x) / (1 − (1 − σ_min) t)``"""
     t = t.reshape(-1, *([1] * (x1.ndim - 1)))
     return (x1 - (1 - sigma_min) * x) / (1 - (1 - sigma_min) * t)
+
+
+def guidance_coef(t: torch.Tensor, sigma_min: float) -> torch.Tensor:
+    """``λ(t) = σ_t (α̇ σ_t/α_t − σ̇_t)`` with ``α_t = t``, ``σ_t = 1 − (1 − σ_min) t``; equals ``σ_t / t``."""
+    return gaussian_path_guidance_coef(t, 1 - (1 - sigma_min) * t, 1.0, -(1 - sigma_min))
 
 
 def ot_pairing(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
@@ -118,27 +136,56 @@ class FlowMatching(DenoiserFamily):
         return ((self.net_eval(xt, t, y) - target) ** 2).mean()
 
     # ---- the vector field ----------------------------------------------------------------------------------
-    def velocity(self, y=None, guidance: float = 1.0):
+    def velocity(self, y=None, guidance: float = 1.0, classifier=None, classifier_scale: float = 0.0):
+        """``v(t, x)``: the network's velocity with classifier-free weight ``guidance`` and, with a
+        ``classifier`` (``.logits(x_model, t)``) and ``classifier_scale`` s ≠ 0, classifier guidance
+        ``+ s λ(t) ∇_x log p_φ(y | x, t)``."""
         def f(t, x):
-            return self.net_eval(x, t.to(x.dtype).expand(x.shape[0]), y, guidance)
+            tb = t.to(x.dtype).expand(x.shape[0])
+            v = self.net_eval(x, tb, y, guidance)
+            if classifier is None or not classifier_scale:
+                return v
+            grad = classifier_log_prob_grad(classifier.logits, x, tb, y)
+            return classifier_guided_velocity(v, grad, guidance_coef(tb.clamp_min(GUIDANCE_T_MIN), self.sigma_min),
+                                              classifier_scale)
         return f
+
+    def check_classifier(self, classifier, y):
+        if classifier is None:
+            return
+        if y is None:
+            raise ModelError("classifier guidance needs cond= (the labels to guide towards)")
+        if self.config.path == "ot":
+            raise ModelError("classifier guidance needs the independent coupling (path='cfm' or 'rectified'): "
+                             "under the OT coupling x_t is not data plus independent noise")
+        if isinstance(classifier, GenerativeModel):
+            if not isinstance(classifier, FlowClassifier):
+                raise ModelError(f"a {classifier.name!r} classifier was trained on another noising process; "
+                                 "train an 'fm-classifier' on this model's path")
+            c = classifier.config
+            if abs(c.sigma_min - self.sigma_min) > 1e-12 or c.x_scale != getattr(self.config, "x_scale", 1.0):
+                raise ModelError(f"the classifier's sigma_min/x_scale ({c.sigma_min}, {c.x_scale}) differ from the "
+                                 f"model's ({self.sigma_min}, {self.config.x_scale})")
 
     @torch.no_grad()
     def sample(self, n: int, cond=None, generator=None, guidance: float = 1.0, steps: int = 100,
                sampler: str = "euler", x0: torch.Tensor | None = None, rtol: float = 1e-5, atol: float = 1e-5,
-               progress: bool = False, return_model_space: bool = False):
+               classifier=None, classifier_scale: float = 0.0, progress: bool = False,
+               return_model_space: bool = False):
         """Integrate ``dx/dt = v_θ(x, t)`` from noise (t=0) to data (t=1).
 
         ``sampler``: euler | heun | midpoint | rk4 | dopri5 (adaptive; ``rtol``/``atol``); ``steps``:
         solver steps (NFE = steps × evaluations per step, ×2 with guidance w ∉ {0, 1}); ``guidance``:
-        classifier-free weight w (0 unconditional, 1 conditional). NFE → ``self.last_nfe``."""
+        classifier-free weight w (0 unconditional, 1 conditional); ``classifier`` + ``classifier_scale``:
+        classifier guidance (an ``fm-classifier`` trained on this path). NFE → ``self.last_nfe``."""
         if sampler not in SOLVERS:
             raise ModelError(f"flow-matching samplers are {', '.join(SOLVERS)}; got {sampler!r}")
         if int(steps) < 1:
             raise ModelError(f"steps must be ≥ 1, got {steps}")
         y = self.check_cond(n, cond)
+        self.check_classifier(classifier, y)
         x = self.randn(n, generator) if x0 is None else x0.to(self.device).float()
-        res = odeint(self.velocity(y, guidance), x, uniform_grid(0.0, 1.0, int(steps)), method=sampler,
+        res = odeint(self.velocity(y, guidance, classifier, classifier_scale), x, uniform_grid(0.0, 1.0, int(steps)), method=sampler,
                      rtol=rtol, atol=atol, progress=progress)
         self.last_nfe = res.nfe * (2 if (y is not None and guidance not in (0, 1)) else 1)
         return res.x if return_model_space else self.from_model(res.x)
@@ -199,4 +246,58 @@ class FlowMatching(DenoiserFamily):
                                    if self.info.discrete else "")}
 
 
-__all__ = ["FlowMatching", "path_sample", "path_mean_std", "conditional_velocity", "ot_pairing"]
+# =========================================================================================================
+@register("fm-classifier")
+class FlowClassifier(GenerativeModel):
+    """Noise-conditional classifier ``p_φ(y | x_t, t)`` on the flow-matching path, for classifier guidance:
+    trained by ``gl.train`` with the cross-entropy on ``x_t = (1 − (1 − σ_min) t) x₀ + t x₁``,
+    x₀ ~ N(0, I), t ~ U[0, 1]. ``sigma_min`` and ``x_scale`` must match the guided model's."""
+
+    likelihood = "none"
+    conditional_ok = True
+
+    @dataclass
+    class Config:
+        sigma_min: float = 1e-4             # the guided model's σ_min (0 for rectified flow)
+        x_scale: float = 1.0                # the guided model's x_scale
+        width: int = 128
+        depth: int = 3
+        emb_dim: int = 64
+        dequantize: bool = True
+
+    @classmethod
+    def check_data(cls, info):
+        if info.cond != "label":
+            raise ModelError("fm-classifier needs labelled data (cond='label')")
+        check_diffusable(cls, info)
+
+    def __init__(self, info, config=None):
+        super().__init__(info, config)
+        c = self.config
+        self.net = TimeMLP(info.dim, c.width, c.depth, c.emb_dim, None, out_dim=info.num_classes)
+
+    def to_model(self, x):
+        z = DenoiserFamily.to_model(self, x)
+        if self.info.discrete and self.config.dequantize and self.training:
+            z = z + (torch.rand_like(z) - 0.5) * 2.0 / (self.info.num_levels - 1)
+        return z
+
+    def logits(self, x_model, t):
+        """Logits from model-space ``x_t`` and t ∈ [0, 1] (B,)."""
+        return self.net(x_model.flatten(1), t)
+
+    def loss(self, batch, phase="main"):
+        x1 = self.to_model(batch["x"])
+        t = torch.rand(x1.shape[0], device=x1.device)
+        xt = path_sample(torch.randn_like(x1), x1, t, self.config.sigma_min)
+        logits = self.logits(xt, t)
+        return {"loss": F.cross_entropy(logits, batch["y"]), "acc": (logits.argmax(1) == batch["y"]).float().mean()}
+
+    @torch.no_grad()
+    def sample(self, n, cond=None, generator=None, **options):
+        raise ModelError("fm-classifier guides a flow-matching model; it does not sample: pass it to "
+                         "flow_matching_model.sample(..., cond=y, classifier=clf, classifier_scale=s)")
+
+
+__all__ = ["FlowMatching", "FlowClassifier", "path_sample", "path_mean_std", "conditional_velocity",
+           "guidance_coef", "ot_pairing"]

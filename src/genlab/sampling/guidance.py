@@ -8,6 +8,13 @@
 - Classifier guidance (Dhariwal & Nichol 2021, Song et al. 2021): a classifier ``p_φ(y | x_t, t)``
   trained on noised inputs adds ``s ∇_x log p_φ(y | x_t, t)`` to the score; for ε-prediction
   ``ε̃ = ε − s √(1 − ᾱ_t) ∇_x log p_φ(y | x_t)``.
+- Classifier guidance of a velocity field (flow matching): for a Gaussian path
+  ``x_t = α_t x₁ + σ_t x₀`` with x₀ ~ N(0, I) independent of x₁, Tweedie's formula
+  ``∇ log p_t(x) = −E[x₀ | x_t = x]/σ_t`` turns the marginal velocity ``E[α̇ x₁ + σ̇ x₀ | x_t = x]`` into
+  ``v(x, t) = (α̇/α) x + σ (α̇ σ/α − σ̇) ∇ log p_t(x)``. Conditioning on y adds
+  ``∇ log p_t(y | x)`` to the score, hence ``ṽ = v + s λ(t) ∇_x log p_φ(y | x_t, t)`` with
+  ``λ(t) = σ_t (α̇_t σ_t/α_t − σ̇_t)`` (:func:`gaussian_path_guidance_coef`); s = 1 is the exact
+  class-conditional velocity when p_φ is the Bayes classifier of the noised data.
 """
 from __future__ import annotations
 
@@ -45,4 +52,19 @@ def classifier_log_prob_grad(classifier: Callable, x: torch.Tensor, t: torch.Ten
         return torch.autograd.grad(logp, x)[0]
 
 
-__all__ = ["cfg_combine", "classifier_free", "classifier_log_prob_grad"]
+def gaussian_path_guidance_coef(alpha, sigma, dalpha, dsigma):
+    """``λ(t) = σ (α̇ σ/α − σ̇)``: the factor between a score term and the velocity it adds, for the
+    path ``x_t = α_t x₁ + σ_t x₀`` (see the module docstring)."""
+    return sigma * (dalpha * sigma / alpha - dsigma)
+
+
+def classifier_guided_velocity(v: torch.Tensor, grad_log_p: torch.Tensor, coef, scale: float) -> torch.Tensor:
+    """``v + s λ(t) ∇_x log p_φ(y | x_t, t)`` (``coef`` = λ(t), a number or a (B,) tensor)."""
+    coef = torch.as_tensor(coef, dtype=v.dtype, device=v.device)
+    if coef.ndim:
+        coef = coef.reshape(-1, *([1] * (v.ndim - 1)))
+    return v + scale * coef * grad_log_p
+
+
+__all__ = ["cfg_combine", "classifier_free", "classifier_log_prob_grad", "gaussian_path_guidance_coef",
+           "classifier_guided_velocity"]
