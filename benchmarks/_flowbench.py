@@ -29,7 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def job_key(j):
-    return f"{j['model']}|{j['data']}|{j['seed']}|{j['steps']}|{json.dumps(j.get('model_kw', {}), sort_keys=True)}"
+    key = f"{j['model']}|{j['data']}|{j['seed']}|{j['steps']}|{json.dumps(j.get('model_kw', {}), sort_keys=True)}"
+    if j.get("train_kw"):
+        key += "|" + json.dumps(j["train_kw"], sort_keys=True)
+    return key + ("|tuned" if j.get("tuned") else "")
 
 
 def _own_session():
@@ -50,9 +53,16 @@ def run_job(j: dict) -> dict:
     _own_session()
     train = gl.load_dataset(j["data"], split="train")
     test = gl.load_dataset(j["data"], split="test")
+    val = gl.load_dataset(j["data"], split="val")
+    torch.manual_seed(j["seed"])           # the seed varies the initialisation too, not only the batches
     model = gl.create(j["model"], data=train, **j.get("model_kw", {}))
+    tkw = dict(j.get("train_kw", {}))
+    if tkw.get("keep_best"):
+        tkw.setdefault("eval_every", 100)
+    c0 = time.process_time()
     run = gl.train(model, train, steps=j["steps"], batch_size=j["batch_size"], lr=j["lr"], seed=j["seed"],
-                   progress=False, **j.get("train_kw", {}))
+                   progress=False, val=val if tkw.get("keep_best") else None, **tkw)
+    cpu = time.process_time() - c0
     model.eval()
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(1234)
@@ -60,15 +70,19 @@ def run_job(j: dict) -> dict:
     with torch.no_grad():
         lps = [model.log_prob(test.x[i:i + 1000], num_samples=k, generator=g) for i in range(0, len(test), 1000)]
     lp = torch.cat(lps)
+    with torch.no_grad():
+        lv = torch.cat([model.log_prob(val.x[i:i + 1000], num_samples=k, generator=g) for i in range(0, len(val), 1000)])
     rec = NLLRecord.from_log_prob(lp, dim=train.info.dim, kind=model.likelihood,
                                   dequantization="uniform" if train.info.discrete else "none",
                                   num_samples=k if train.info.discrete else None)
     out = dict(j, nll=rec.value, bits_per_dim=rec.bits_per_dim, kind=rec.kind, params=model.num_parameters(),
                train_seconds=run.wall_time, steps_per_s=j["steps"] / run.wall_time,
-               eval_seconds=time.perf_counter() - t0, final_loss=run.final_loss)
+               eval_seconds=time.perf_counter() - t0, final_loss=run.final_loss, cpu_seconds=cpu,
+               load1=os.getloadavg()[0], val_nll=float(-lv.mean()), best_step=getattr(run, "best_step", None))
     if test.entropy is not None:
         out["entropy"] = test.entropy
         out["kl_gap"] = rec.value - test.entropy
+        out["val_gap"] = out["val_nll"] - val.entropy
     if j.get("save"):
         model.save_pretrained(ROOT / "runs" / "flowbench" / f"{j['model']}-{j['data']}-s{j['seed']}")
     return out

@@ -20,6 +20,17 @@ RESULTS = fb.ROOT / "benchmarks" / "results" / "flows.jsonl"
 REPORT = fb.ROOT / "benchmarks" / "results" / "flows.md"
 TOY = dict(steps=500, batch_size=256, lr=2e-3)
 DIGITS = dict(steps=1000, batch_size=128, lr=1e-3, eval_samples=10)
+# NSF toy settings for the target (KL gap <= 0.05 on every toy), chosen on the validation split
+# (seed 0) and then run for 3 seeds; see the report. EASY: the default config at 2000 steps.
+NSF_EASY = dict(model_kw={}, train_kw={}, steps=2000)
+NSF_HARD = dict(model_kw=dict(num_layers=8, bins=32, tail_bound=3.0), train_kw=dict(schedule="cosine"), steps=2000)
+NSF_TUNED = {t: NSF_HARD if t in ("checkerboard", "2spirals", "rings") else NSF_EASY for t in fb.TOYS}
+SEEDS = (0, 1, 2)
+
+
+def nsf_tuned_jobs(toys, seeds=SEEDS):
+    return [dict(model="nsf", data=t, seed=s, batch_size=TOY["batch_size"], lr=TOY["lr"], tuned=True,
+                 **NSF_TUNED[t]) for t in toys for s in seeds]
 
 
 def toy_jobs(models, toys, seeds=(0,), steps=TOY["steps"], save=False):
@@ -63,7 +74,28 @@ def report(rows, path=REPORT, cmd=""):
             cells.append(fb.fmt(rs[-1]["kl_gap"]) + (f" ({star} steps)" if star else "") if rs else "—")
         mean = sum(gaps) / len(gaps) if len(gaps) == len(toys) else float("nan")
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {fb.fmt(mean)} | {fb.fmt(fb.median(sps), 1)} |")
-    extra = [r for r in rows if r["data"] in fb.TOYS and r["steps"] != TOY["steps"]]
+    tuned = [r for r in rows if r.get("tuned")]
+    if tuned:
+        lines += ["", "### NSF against the target (KL gap ≤ 0.05 nats on every toy): median of 3 seeds", "",
+                  "Settings per toy chosen on the validation split (seed 0); batch 256, lr 0.002; the seed sets the "
+                  "initialisation and the batches. KL gap = test NLL − entropy (ANCHORS); val gap likewise on the "
+                  "validation split. CPU s = process CPU seconds of training (the wall time is inflated by the "
+                  "other sessions; load = 1-minute load average at the end of the job).", "",
+                  "| toy | settings | steps | KL gap per seed | median KL gap | median val gap | target ≤ 0.05 | "
+                  "train wall s (median) | train CPU s (median) | load |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for t in fb.TOYS:
+            rs = sorted([r for r in tuned if r["data"] == t], key=lambda r: r["seed"])
+            if not rs:
+                continue
+            kw = {**rs[0].get("model_kw", {}), **rs[0].get("train_kw", {})}
+            med = fb.median([r["kl_gap"] for r in rs])
+            lines.append(f"| {t} | {', '.join(f'{k}={v}' for k, v in kw.items()) or 'default'} | {rs[0]['steps']} | "
+                         + ", ".join(fb.fmt(r["kl_gap"]) for r in rs) + f" | **{fb.fmt(med)}** | "
+                         f"{fb.fmt(fb.median([r['val_gap'] for r in rs]))} | {'met' if med <= 0.05 else 'not met'} | "
+                         f"{fb.median([r['train_seconds'] for r in rs]):.0f} | "
+                         f"{fb.median([r['cpu_seconds'] for r in rs]):.0f} | "
+                         f"{min(r['load1'] for r in rs):.1f}–{max(r['load1'] for r in rs):.1f} |")
+    extra = [r for r in rows if r["data"] in fb.TOYS and r["steps"] != TOY["steps"] and not r.get("tuned")]
     if extra:
         lines += ["", "Longer runs:", "", "| flow | data | steps | KL gap | train s |", "|---|---|---|---|---|"]
         for r in extra:
@@ -100,11 +132,15 @@ def main(argv=None):
     ap.add_argument("--no-toys", action="store_true")
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--report", action="store_true", help="only write the report")
+    ap.add_argument("--nsf-tuned", action="store_true", help="NSF with the per-toy tuned settings, 3 seeds")
     a = ap.parse_args(argv)
     models = [m for m in a.models.split(",") if m]
     if not a.report:
         # priority order (the machine is shared): digits first, then the toys one at a time across flows
         toys = [t for t in a.toys.split(",") if t]
+        if a.nsf_tuned:
+            fb.run_all(nsf_tuned_jobs(toys), RESULTS, workers=a.workers)
+            return report(fb.load(RESULTS))
         jobs = [] if a.no_digits else digits_jobs([m for m in models if m != "iaf"], steps=a.digits_steps)
         if not a.no_toys:
             jobs += [j for t in toys for j in toy_jobs(models, [t], steps=a.toy_steps, save=True)]

@@ -74,3 +74,16 @@ def test_masked_linear_and_order_errors():
         make_order(3, [0, 0, 1])
     with pytest.raises(ValueError):
         MADE(3, (8,), cond_dim=2)(torch.randn(2, 3))
+
+
+@pytest.mark.parametrize("passes", [2, 3, 4])
+def test_made_block_passes_causality(passes):
+    """passes=P: output i depends exactly on inputs in earlier blocks of the ordering (⌈D/P⌉ per block)."""
+    D = 7
+    made = MADE(D, hidden=(32, 32), n_params=2, order="random", seed=3, passes=passes).double()
+    dep = _dependency(made, D)
+    size = -(-D // passes)
+    block = torch.div(made.order, size, rounding_mode="floor")
+    allowed = block[None, :] < block[:, None]
+    assert not (dep & ~allowed).any(), "an output depends on an input of its own or a later block"
+    assert (dep == allowed).all(), "some allowed connection is missing (last block should see all earlier ones)"

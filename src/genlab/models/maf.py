@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..nn.masked import MADE
+from ..nn.masked import MADE, block_degrees
 from .base import ModelError
 from .flows_common import ActNorm, Compose, FlowModel, Inverse, Reshape, Transform, soft_clamp
 from .registry import register
@@ -55,30 +55,30 @@ class MaskedAutoregressive(Transform):
     """
 
     def __init__(self, dim, hidden, elementwise, context_dim=0, order="natural", fast="density", act="relu",
-                 seed=0, dropout=0.0):
+                 seed=0, dropout=0.0, passes=None):
         super().__init__()
         if fast not in ("density", "sampling"):
             raise ValueError("fast must be 'density' (MAF) or 'sampling' (IAF)")
         self.dim, self.fast, self.el = dim, fast, elementwise
         self.made = MADE(dim, hidden, elementwise.n_params, cond_dim=context_dim, order=order, seed=seed, act=act,
-                         zero_last=True, dropout=dropout)
+                         zero_last=True, dropout=dropout, passes=passes)
 
     def _one_pass(self, u, context):
         v, ld = self.el.forward(u, self.made(u, context))
         return v, ld.sum(-1)
 
     def _sequential(self, v, context):
-        """Solve v = h(u; θ(u_<)) for u, one dimension per MADE pass in the layer's ordering."""
+        """Solve v = h(u; θ(u_<)) for u, one block of the ordering per MADE pass (a block is one
+        dimension unless the MADE has ``passes``): pass b fixes block b, whose θ sees only blocks < b,
+        already final. In the last pass every θ_i sees its final inputs, so its output and log-det
+        are exact for all dimensions: P passes in all (D when fully autoregressive)."""
+        degree = block_degrees(self.made.order, self.made.passes).to(v.device)
         u = torch.zeros_like(v)
-        order = self.made.order
-        for pos in range(self.dim):
-            i = int((order == pos).nonzero()[0, 0])
+        blocks = int(degree.max())
+        for b in range(1, blocks + 1):
             out, ld = self.el.inverse(v, self.made(u, context))
-            u = u.clone()
-            u[:, i] = out[:, i]
-        # final pass: every θ_i now sees the right u_<i, so the log-det is exact
-        out, ld = self.el.inverse(v, self.made(u, context))
-        return out, ld.sum(-1)
+            u = out if b == blocks else torch.where(degree <= b, out, u)
+        return u, ld.sum(-1)
 
     def forward(self, x, context=None):
         return self._one_pass(x, context) if self.fast == "density" else self._sequential(x, context)
@@ -87,15 +87,16 @@ class MaskedAutoregressive(Transform):
         return self._sequential(z, context) if self.fast == "density" else self._one_pass(z, context)
 
 
-def autoregressive_stack(dim, num_layers, hidden, make_elementwise, context_dim, fast, actnorm, act, dropout=0.0):
-    """[ActNorm] → autoregressive layer, orderings alternating natural / reverse."""
+def autoregressive_stack(dim, num_layers, hidden, make_elementwise, context_dim, fast, actnorm, act, dropout=0.0,
+                         passes=None):
+    """[ActNorm] → autoregressive layer, orderings alternating natural / reverse (``passes``: see MADE)."""
     ts = []
     for i in range(num_layers):
         if actnorm:
             ts.append(ActNorm(dim))
         ts.append(MaskedAutoregressive(dim, hidden, make_elementwise(), context_dim,
                                        order="natural" if i % 2 == 0 else "reverse", fast=fast, act=act, seed=i,
-                                       dropout=dropout))
+                                       dropout=dropout, passes=passes))
     return ts
 
 
@@ -110,6 +111,7 @@ class _ARFlow(FlowModel):
         actnorm: bool = True
         act: str = "relu"
         dropout: float = 0.0                 # dropout in the MADEs (small data overfit: digits)
+        passes: int | None = None            # None: fully autoregressive; P: P blocks (slow direction = P passes)
         preprocess: str = "logit"            # discrete data: logit | affine | none
         logit_alpha: float = 0.05
         conditional: bool = False               # p(x | y): labels/conditions feed the conditioners
@@ -125,7 +127,7 @@ class _ARFlow(FlowModel):
         c = self.config
         D = self.info.dim
         ts = autoregressive_stack(D, c.num_layers, c.hidden, lambda: AffineElementwise(c.scale_bound), context_dim,
-                                  self.fast, c.actnorm, c.act, c.dropout)
+                                  self.fast, c.actnorm, c.act, c.dropout, c.passes)
         shape = self.info.shape
         if len(shape) != 1:
             ts = [Reshape(shape, (D,)), *ts, Inverse(Reshape(shape, (D,)))]

@@ -73,23 +73,37 @@ def make_order(dim: int, order="natural", seed: int = 0) -> torch.Tensor:
     return t
 
 
+def block_degrees(order: torch.Tensor, passes: int | None = None) -> torch.Tensor:
+    """Input degrees 1..P: m(i) = order[i] + 1 (P = D, fully autoregressive), or with ``passes=P < D``
+    the ordering cut into P consecutive blocks of ⌈D/P⌉ positions, m(i) = ⌊order[i] / ⌈D/P⌉⌋ + 1:
+    dimensions of one block then depend only on earlier blocks, so inverting the transform takes
+    P sequential passes instead of D (zuko's ``passes``; P = 2 is a coupling layer)."""
+    D = order.numel()
+    if passes is None or passes >= D:
+        return order.long() + 1
+    if passes < 1:
+        raise ValueError(f"passes must be >= 1, got {passes}")
+    return torch.div(order.long(), -(-D // passes), rounding_mode="floor") + 1
+
+
 def made_masks(order: torch.Tensor, hidden: Sequence[int], n_params: int = 1, degrees: str = "cyclic",
-               seed: int = 0, min_degree: int = 1) -> list[torch.Tensor]:
-    """MADE masks (eqs. 12–13) for input degrees m(i) = order[i] + 1.
+               seed: int = 0, min_degree: int = 1, passes: int | None = None) -> list[torch.Tensor]:
+    """MADE masks (eqs. 12–13) for input degrees m(i) = order[i] + 1 (or block degrees with
+    ``passes``, see :func:`block_degrees`).
 
     Returns one mask per layer (shapes (h1, D), (h2, h1), …, (n_params·D, hL)); the output units are
     laid out parameter-major: unit p·D + i is parameter p of dimension i.
     ``min_degree=0`` lets some hidden units see no input at all (only the context), which gives the
     first dimension in the ordering context-dependent parameters.
     """
-    D = order.numel()
-    m_in = order.long() + 1
+    m_in = block_degrees(order, passes)
+    top = int(m_in.max())                       # D, or the number of blocks
     g = torch.Generator().manual_seed(seed)
     masks, prev = [], m_in
     for h in hidden:
-        lo = min(int(prev.min()), D - 1) if min_degree >= 1 else 0
+        lo = min(int(prev.min()), top - 1) if min_degree >= 1 else 0
         lo = max(lo, min_degree)
-        hi = max(D - 1, lo)
+        hi = max(top - 1, lo)
         if degrees == "cyclic":
             m_h = lo + torch.arange(h) % (hi - lo + 1)
         elif degrees == "random":
@@ -108,14 +122,16 @@ class MADE(nn.Module):
 
     ``params[:, i, :]`` depends only on ``x[:, j]`` with ``order[j] < order[i]`` (and the context).
     ``zero_last=True`` initialises the output layer to zero (identity start for flows; tests of such
-    flows must train first). ``act``: any name of :data:`genlab.nn.mlp.ACTIVATIONS`. ``dropout``: after
+    flows must train first). ``passes=P``: block-autoregressive (``params[:, i]`` sees the earlier of P
+    blocks of the ordering, :func:`block_degrees`); None = fully autoregressive. ``act``: any name of :data:`genlab.nn.mlp.ACTIVATIONS`. ``dropout``: after
     every hidden activation (0 = off; masks are unaffected, so causality holds in train mode too).
     """
 
     def __init__(self, dim: int, hidden: Sequence[int] = (128, 128), n_params: int = 1, cond_dim: int = 0,
                  order="natural", seed: int = 0, degrees: str = "cyclic", act: str = "relu",
-                 zero_last: bool = False, dropout: float = 0.0):
+                 zero_last: bool = False, dropout: float = 0.0, passes: int | None = None):
         super().__init__()
+        self.passes = passes
         if dim < 1 or not hidden:
             raise ValueError("MADE needs dim >= 1 and at least one hidden layer")
         self.dim, self.hidden, self.n_params, self.cond_dim = dim, tuple(hidden), n_params, cond_dim
@@ -134,7 +150,8 @@ class MADE(nn.Module):
 
     def _apply_masks(self, seed: int | None = None) -> None:
         masks = made_masks(self.order, self.hidden, self.n_params, self.degrees,
-                           self.seed if seed is None else seed, min_degree=0 if self.cond_dim else 1)
+                           self.seed if seed is None else seed, min_degree=0 if self.cond_dim else 1,
+                           passes=self.passes)
         for layer, m in zip([*self.layers, self.out], masks):
             layer.set_mask(m)
 
@@ -170,4 +187,4 @@ class MADE(nn.Module):
         return f"dim={self.dim}, hidden={self.hidden}, n_params={self.n_params}, cond_dim={self.cond_dim}"
 
 
-__all__ = ["MaskedLinear", "MADE", "made_masks", "make_order"]
+__all__ = ["MaskedLinear", "MADE", "made_masks", "make_order", "block_degrees"]
