@@ -113,6 +113,23 @@ def test_fm_cfg_weight_zero_equals_unconditional_and_reflow_pairs():
     assert run.step == 2
 
 
+def test_ot_pairing_matches_scipy_assignment_cost(monkeypatch):
+    """POT's network simplex (the default) and scipy's Hungarian fallback reach the same optimal cost."""
+    import sys
+    from scipy.optimize import linear_sum_assignment
+    torch.manual_seed(2)
+    x0, x1 = torch.randn(200, 2), torch.randn(200, 2) * 2 + 1
+    cost = torch.cdist(x0.double(), x1.double()).pow(2)
+    r, c = linear_sum_assignment(cost.numpy())
+    best = cost[r, c].sum().item()
+    perm = ot_pairing(x0, x1)
+    assert sorted(perm.tolist()) == list(range(200))
+    assert abs(cost[perm, torch.arange(200)].sum().item() - best) < 1e-8 * best
+    monkeypatch.setitem(sys.modules, "ot", None)          # POT missing → scipy
+    perm2 = ot_pairing(x0, x1)
+    assert abs(cost[perm2, torch.arange(200)].sum().item() - best) < 1e-8 * best
+
+
 def test_ot_coupling_shortens_paths_in_training_batches():
     """Minibatch OT pairs have a smaller mean squared transport cost than independent pairs."""
     torch.manual_seed(0)
