@@ -36,7 +36,7 @@ from .base import GenerativeModel, ModelError
 from .registry import register
 from .schedules import (DiffusionSchedule, eps_to_x0, gaussian_kl, make_betas, to_eps_x0, v_target)
 
-PARAMETERIZATIONS = ("eps", "x0", "v")
+PARAMETERIZATIONS = ("eps", "x0", "v", "levels")
 VARIANCES = ("fixed_small", "fixed_large", "learned")
 
 
@@ -208,7 +208,7 @@ class DDPM(DenoiserFamily):
     class Config(NetConfig):
         T: int = 1000
         schedule: str = "linear"            # linear | cosine
-        parameterization: str = "eps"       # eps | x0 | v
+        parameterization: str = "eps"       # eps | x0 | v | levels (discrete data: x̂₀ = posterior mean over levels)
         variance: str = "fixed_small"       # fixed_small (β̃) | fixed_large (β) | learned
         vlb_weight: float = 0.001           # λ of the hybrid loss (variance="learned")
         clip_x0: bool = True                # clip x̂₀ to [−1, 1] when sampling discrete (image) data
@@ -220,16 +220,39 @@ class DDPM(DenoiserFamily):
             raise ModelError(f"parameterization must be one of {PARAMETERIZATIONS}, got {c.parameterization!r}")
         if c.variance not in VARIANCES:
             raise ModelError(f"variance must be one of {VARIANCES}, got {c.variance!r}")
+        if c.parameterization == "levels" and not info.discrete:
+            raise ModelError("parameterization='levels' needs discrete data (integer levels); use eps, x0 or v")
         self.schedule = DiffusionSchedule(make_betas(c.schedule, c.T))
-        self.net = self.build_net(out_mult=2 if c.variance == "learned" else 1)
+        self.n_levels = info.num_levels if c.parameterization == "levels" else 1
+        self.net = self.build_net(out_mult=self.n_levels + (1 if c.variance == "learned" else 0))
         self.last_nfe = 0
+
+    @property
+    def _param(self) -> str:
+        """How ``_raw``'s prediction is read: the level posterior is returned as x̂₀."""
+        return "x0" if self.config.parameterization == "levels" else self.config.parameterization
 
     # ---- the network's prediction at integer steps ----------------------------------------------------
     def _raw(self, xt, t, y, guidance=1.0):
         out = self.net_eval(xt, t.float() / self.config.T, y, guidance)
-        if self.config.variance == "learned":
-            return out.chunk(2, dim=1)
-        return out, None
+        C, K = xt.shape[1], self.n_levels
+        pred, vv = (out[:, :C * K], out[:, C * K:]) if self.config.variance == "learned" else (out, None)
+        if K > 1:
+            pred = self.level_posterior_mean(pred, xt, t)
+        return pred, vv
+
+    def level_posterior_mean(self, logits, xt, t):
+        """``parameterization="levels"``: x̂₀ = E[x₀ | x_t] under a per-pixel categorical over the K levels
+        c_k = 2k/(K−1) − 1 whose logits are the network's prior term plus the exact Gaussian likelihood
+        of the forward process, ``log p(k | x_t) = ℓ_k(x_t, t) − (x_t − √ᾱ_t c_k)² / (2(1 − ᾱ_t)) + const``.
+        At small t the likelihood term rounds x_t to its level exactly (the ε-network's hardest job on
+        discrete data), at large t the network's term carries the image model."""
+        K, B, C = self.n_levels, xt.shape[0], xt.shape[1]
+        lg = logits.reshape(B, C, K, *xt.shape[2:])
+        c = torch.linspace(-1, 1, K, dtype=xt.dtype, device=xt.device).reshape(1, 1, K, *([1] * (xt.ndim - 2)))
+        ab = self.schedule.at("alpha_bar", t, xt).unsqueeze(1)
+        loglik = -(xt.unsqueeze(2) - ab.sqrt() * c) ** 2 / (2 * (1 - ab))
+        return (torch.softmax(lg + loglik, dim=2) * c).sum(2)
 
     def p_mean_var(self, xt, t, y=None, guidance=1.0, sched=None, net_t=None, clip=False, classifier=None,
                    classifier_scale=0.0):
@@ -241,7 +264,7 @@ class DDPM(DenoiserFamily):
         net_t = t if net_t is None else net_t
         pred, vv = self._raw(xt, net_t, y, guidance)
         ab = sched.at("alpha_bar", t, xt)
-        eps, x0 = to_eps_x0(pred, xt, ab, self.config.parameterization)
+        eps, x0 = to_eps_x0(pred, xt, ab, self._param)
         if classifier is not None and classifier_scale and y is not None:
             # ε̃ = ε − s √(1−ᾱ) ∇ log p_φ(y | x_t)   (Dhariwal & Nichol 2021, Alg. 2)
             grad = classifier_log_prob_grad(classifier.logits, xt, net_t.float() / self.config.T, y)
@@ -272,8 +295,11 @@ class DDPM(DenoiserFamily):
         xt = self.schedule.q_sample(x0, t, eps)
         pred, vv = self._raw(xt, t, y)
         ab = self.schedule.at("alpha_bar", t, x0)
-        target = {"eps": eps, "x0": x0, "v": v_target(x0, eps, ab)}[self.config.parameterization]
-        mse = ((pred - target) ** 2).mean()
+        if self.config.parameterization == "levels":   # L_simple on the ε implied by the level posterior
+            mse = ((to_eps_x0(pred, xt, ab, "x0")[0] - eps) ** 2).mean()
+        else:
+            target = {"eps": eps, "x0": x0, "v": v_target(x0, eps, ab)}[self.config.parameterization]
+            mse = ((pred - target) ** 2).mean()
         if self.config.variance != "learned":
             return mse
         # L_vlb with the mean stopped (Nichol & Dhariwal §3.1): only the variance learns from it
@@ -284,7 +310,7 @@ class DDPM(DenoiserFamily):
         """Per-example L_t (nats): KL(q(x_{t−1}|x_t,x_0) ‖ p_θ) for t ≥ 1, −log p_θ(x_0|x_1) for t = 0."""
         s = self.schedule
         ab = s.at("alpha_bar", t, xt)
-        _, x0_hat = to_eps_x0(pred, xt, ab, self.config.parameterization)
+        _, x0_hat = to_eps_x0(pred, xt, ab, self._param)
         mean, _ = s.q_posterior(x0_hat, xt, t)
         frac = (vv + 1) / 2
         logvar = frac * torch.log(s.at("betas", t, xt)) + (1 - frac) * s.at("post_logvar", t, xt)
@@ -301,49 +327,71 @@ class DDPM(DenoiserFamily):
     # ---- likelihood: the variational bound ------------------------------------------------------------
     @torch.no_grad()
     def log_prob(self, x, cond=None, batch_size: int = 1000, progress: bool = False, return_terms: bool = False,
-                 **options):
+                 bound_steps: int | None = None, generator=None, **options):
         """Negative variational bound (nats per example; ``kind="bound"``: ≤ the true log-likelihood).
 
-        Evaluates every term (T network evaluations per example). ``return_terms=True`` also returns
-        the (B, T+1) per-step terms [L_0 .. L_{T−1}, L_T]."""
+        ``bound_steps=None`` evaluates every term (T network evaluations per example, one noise draw
+        each). ``bound_steps=K`` (< T) is a stratified, unbiased estimate of the same sum with K + 1
+        evaluations: L_0 (the decoder) exactly, and for each of K equal strata of 1..T−1 one step drawn
+        uniformly per example, its term weighted by the stratum's size. ``return_terms=True`` also
+        returns the (B, T+1) per-step terms [L_0 .. L_{T−1}, L_T] (weighted, zeros where not drawn)."""
         self.check_input(x, cond)
         y = self.check_cond(x.shape[0], cond)
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
         outs, terms_all = [], []
         for i in range(0, x.shape[0], batch_size):
             xb = self.to_model(x[i:i + batch_size])
             yb = None if y is None else y[i:i + batch_size]
-            terms = self._bound_terms(xb, yb, progress)
+            terms = self._bound_terms(xb, yb, progress, bound_steps, g)
             terms_all.append(terms)
             outs.append(-terms.sum(1) + self.log_scale_correction())
         lp = torch.cat(outs)
         return (lp, torch.cat(terms_all)) if return_terms else lp
 
-    def _bound_terms(self, x0, y, progress=False):
+    def _bound_term(self, x0, y, t, noise):
+        """L_t per example at steps ``t`` (B,): the decoder term where t = 0, the KL elsewhere."""
+        s = self.schedule
+        xt = s.q_sample(x0, t, noise)
+        mean, logvar, _, _ = self.p_mean_var(xt, t, y)
+        dec = -self._decoder_log_prob(x0, mean, logvar).flatten(1).sum(1).double()
+        tm, tv = s.q_posterior(x0, xt, t)
+        kl = gaussian_kl(tm, torch.log(tv.clamp_min(1e-30)), mean, logvar).flatten(1).sum(1).double()
+        return torch.where(t == 0, dec, kl)
+
+    def _bound_terms(self, x0, y, progress=False, bound_steps=None, g=None):
         s, T, B = self.schedule, self.config.T, x0.shape[0]
-        terms = torch.zeros(B, T + 1, dtype=torch.float64, device=x0.device)
+        dev = x0.device
+        terms = torch.zeros(B, T + 1, dtype=torch.float64, device=dev)
         # L_T = KL(q(x_T|x_0) ‖ N(0, I))
-        mT, vT = s.q_mean_var(x0, torch.full((B,), T - 1, device=x0.device))
+        mT, vT = s.q_mean_var(x0, torch.full((B,), T - 1, device=dev))
         terms[:, T] = gaussian_kl(mT, torch.log(vT), torch.zeros_like(mT), torch.zeros_like(mT)).flatten(1).sum(1)
-        g = torch.Generator(device="cpu").manual_seed(0)
-        it = range(T)
+        g = g if g is not None else torch.Generator().manual_seed(0)
+        if bound_steps is None or bound_steps >= T - 1:
+            plan = [(torch.full((B,), k, dtype=torch.long), 1.0) for k in range(T)]
+        else:
+            K = int(bound_steps)
+            if K < 1:
+                raise ModelError(f"bound_steps must be ≥ 1, got {bound_steps}")
+            edges = torch.linspace(1, T, K + 1).round().long()      # strata [e_j, e_{j+1}) of 1..T−1
+            plan = [(torch.zeros(B, dtype=torch.long), 1.0)]
+            for a, b in zip(edges[:-1].tolist(), edges[1:].tolist()):
+                if b > a:
+                    plan.append((torch.randint(a, b, (B,), generator=g), float(b - a)))
+        it = plan
         if progress:
             from tqdm.auto import tqdm
-            it = tqdm(it, desc="ddpm bound", leave=False)
-        for k in it:
-            t = torch.full((B,), k, device=x0.device, dtype=torch.long)
+            it = tqdm(plan, desc="ddpm bound", leave=False)
+        for t, w in it:
+            t = t.to(dev)
             noise = torch.randn(x0.shape, generator=g).to(x0)
-            xt = s.q_sample(x0, t, noise)
-            mean, logvar, _, _ = self.p_mean_var(xt, t, y)
-            if k == 0:
-                terms[:, 0] = -self._decoder_log_prob(x0, mean, logvar).flatten(1).sum(1).double()
-            else:
-                tm, tv = s.q_posterior(x0, xt, t)
-                terms[:, k] = gaussian_kl(tm, torch.log(tv), mean, logvar).flatten(1).sum(1).double()
+            val = self._bound_term(x0, y, t, noise) * w
+            terms.scatter_add_(1, t[:, None], val[:, None])
         return terms
 
     def likelihood_info(self, **options):
         unit = "nats/example (bound on −log P of the integer levels)" if self.info.discrete else "nats/example"
-        return {"kind": "bound", "units": unit, "T": self.config.T, "estimator": "one noise draw per step, all T steps",
+        return {"kind": "bound", "units": unit, "T": self.config.T, "estimator": ("one noise draw per step, all T steps" if options.get("bound_steps") is None else
+                              f"stratified: L_0 + {options['bound_steps']} strata of 1..T−1, one step and noise draw each"),
                 "decoder": "discretised Gaussian" if self.info.discrete else "Gaussian density"}
 
     # ---- sampling ------------------------------------------------------------------------------------------
@@ -417,7 +465,7 @@ class DDPM(DenoiserFamily):
             ab_cur = 1.0 if i == 0 else float(ab_full[taus[i - 1]])
             pred, _ = self._raw(z, torch.full((B,), t_eval, device=self.device, dtype=torch.long), y, guidance)
             ab_eval = torch.full((B,) + (1,) * (z.ndim - 1), float(ab_full[t_eval]), device=z.device)
-            eps, _ = to_eps_x0(pred, z, ab_eval, self.config.parameterization)
+            eps, _ = to_eps_x0(pred, z, ab_eval, self._param)
             x0 = (z - math.sqrt(1 - ab_cur) * eps) / math.sqrt(ab_cur)
             ab_next = float(ab_full[taus[i]])
             z = math.sqrt(ab_next) * x0 + math.sqrt(1 - ab_next) * eps
