@@ -12,7 +12,7 @@ from genlab.apps.report import leaderboard, write_report
 def test_tiny_bench_writes_reports(tmp_path):
     suite = Suite("tiny", [BenchEntry("realnvp", "8gaussians", 6, {"num_layers": 2, "hidden": (16,)}),
                            BenchEntry("not-a-family", "8gaussians", 3)],
-                  metrics=["nll", "kl_gap", "mmd", "energy"], n_samples=300, test_n=300)
+                  metrics=["nll", "kl_gap", "mmd", "energy"], n_samples=300, test_n=300, keep_best=True)
     path = run_bench(suite, tmp_path, progress=False, log=lambda m: None)
     assert path == tmp_path / "tiny" / "report.html"
     page = path.read_text()
@@ -26,6 +26,9 @@ def test_tiny_bench_writes_reports(tmp_path):
     assert nll == pytest.approx(rec["metrics"]["nll"]["nll"], rel=1e-3)     # table shows the record's number
     assert rec["protocol"]["n_samples"] == 300 and rec["protocol"]["dataset"] == "8gaussians"
     assert "not registered" in md                                           # failures are reported, not fatal
+    best = bench["results"][0]["best_step"]                                 # keep_best: validation every step
+    vals = [(h["val_loss"], h["step"]) for h in bench["results"][0]["history"] if "val_loss" in h]
+    assert best == min(vals)[1] and f"(best {best})" in row
     # the evaluation record is also in the run directory
     assert list((tmp_path / "tiny" / "realnvp-8gaussians" / "evaluations").glob("*.json"))
 

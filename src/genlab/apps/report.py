@@ -45,7 +45,8 @@ def leaderboard(results: list[dict]) -> tuple[list[str], list[list[str]]]:
             continue
         kind = r["record"]["protocol"]["likelihood"].get("kind", "?")
         rows.append([r["family"], r["dataset"], kind] + [_fmt(f.get(k)) for _, k, _ in cols]
-                    + [str(r["steps"]), f"{r.get('num_parameters', 0):,}", f"{r.get('train_seconds', 0):.0f}"])
+                    + [str(r["steps"]) + (f" (best {r['best_step']})" if r.get("best_step") else ""),
+                       f"{r.get('num_parameters', 0):,}", f"{r.get('train_seconds', 0):.0f}"])
     return header, rows
 
 
@@ -84,7 +85,9 @@ def curves_png(results: list[dict]) -> bytes | None:
 def _protocol_lines(results, meta) -> list[str]:
     rec = next((r["record"] for r in results if "record" in r), None)
     lines = [f"suite `{meta.get('suite')}`: {meta.get('description', '')}",
-             f"training: {meta.get('train')}, seed {meta.get('seed')}, steps per family as listed",
+             f"training: {meta.get('train')}, seed {meta.get('seed')}, steps per family as listed"
+             + ("; single-phase families export the weights with the lowest validation loss (evaluated every "
+                "steps/20; the step is listed as 'best')" if meta.get("keep_best") else ""),
              f"metrics: {meta.get('metrics') or 'gl.evaluate defaults for the data'}"]
     if rec:
         p = rec["protocol"]
