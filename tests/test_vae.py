@@ -278,3 +278,20 @@ def test_hvae_elbo_paths_agree_and_iwae_tightens(small_images):
     gl.train(m.float(), ds, steps=3, batch_size=16, progress=False)
     with pytest.raises(ModelError, match="vamp|Vamp"):
         gl.create("hvae", data=ds, prior="vamp")
+
+
+def test_dropout_only_while_training():
+    ds = gl.load_dataset("digits", split="val")
+    m = gl.create("vae", data=ds, latent_dim=4, hidden=(32,), dropout=0.5)
+    assert sum(isinstance(mod, torch.nn.Dropout) for mod in m.modules()) == 2    # encoder and decoder
+    x = ds.x[:16]
+    a = m.log_prob(x, generator=torch.Generator().manual_seed(0))
+    b = m.log_prob(x, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b)                    # evaluation: dropout off, same z, same ELBO
+    assert m.training                                   # log_prob restores the training mode
+    torch.manual_seed(0)
+    l1 = m.loss({"x": x})["loss"]
+    torch.manual_seed(0)
+    m.eval()
+    l2 = m.loss({"x": x})["loss"]
+    assert not torch.isclose(l1, l2)                    # training: dropout changes the loss
