@@ -40,6 +40,14 @@ torch.set_num_threads(1)
 RESULTS = Path(__file__).parent / "results"
 RAW = RESULTS / "vae_peers.jsonl"
 LATENT, HIDDEN, BATCH, LR = 16, (256, 256), 100, 1e-3
+WHY = """Why genlab is faster here (cProfile of pythae's `BaseTrainer.train()`, 300 steps): the model step is the
+same work on both sides (same networks, same single-tensor Adam); about 20 % of pythae's loop time is its
+data path, a torch `DataLoader` over its `BaseDataset` with 100 Python `__getitem__` calls (each building a
+`DatasetOutput` dict) and a `torch.stack` collate per batch, and about 5 % is the `deepcopy` of the model
+after every improving epoch (`keep_best_on_train`), plus a tqdm update per step. genlab's engine gathers a
+batch with one index operation on the data tensor. In a bare loop of model loss + backward + Adam step
+(no trainer) genlab's VAE step measured 8.8–9.4 ms and pythae's 7.7–8.0 ms at batch 100 under the same load
+(genlab's loss adds the log-variance clamp, the per-dimension scaling and a few logged statistics)."""
 
 
 def binarised_digits(split):
@@ -190,6 +198,8 @@ def report():
         f"{med([b['test_neg_elbo'] for b in p]):.2f} nats/image at {rows[0]['steps']} steps. "
         f"genlab's own `log_prob` ELBO of the same models (one pass): "
         f"{med([a['test_neg_elbo_genlab_fn'] for a in g]):.2f}.",
+        "",
+        WHY,
         "",
     ]
     (RESULTS / "vae_peers.md").write_text("\n".join(lines))
