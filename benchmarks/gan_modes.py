@@ -1,0 +1,102 @@
+"""GAN mode coverage on ring8 / grid25 with the PacGAN / VEEGAN protocol (ANCHORS.md, issue 5).
+
+    nice -n 5 python benchmarks/gan_modes.py --losses ns,minimax,lsgan,wgan,wgan-gp,hinge --seeds 0,1,2,3,4
+    python benchmarks/gan_ebm_report.py            # rewrites benchmarks/results/gan_ebm.md
+
+Per (dataset, loss, seed): an MLP GAN trained through ``gl.train`` (settings below, per loss from
+``TUNED`` unless overridden on the command line), then 2500 samples scored by
+``genlab.metrics.modes.mode_coverage``: modes captured, % high-quality samples (within 3σ of the
+nearest mode), reverse KL of the HQ histogram over modes to uniform. One JSON line per run is
+appended to ``benchmarks/results/gan_modes.jsonl`` (``--out`` for tuning runs elsewhere); the
+report averages seeds (mean ± s.e.). Tuning used seeds ≥ 100; the reported seeds are 0–4.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
+
+import genlab as gl  # noqa: E402
+from genlab.metrics.modes import mode_coverage  # noqa: E402
+from gan_common import record, stamp  # noqa: E402
+
+torch.set_num_threads(1)
+RESULTS = Path(__file__).parent / "results"
+
+# shared settings, then per-loss overrides (found on seeds >= 100; see gan_ebm.md)
+# steps may be a per-dataset dict (the 25-mode grid needs longer than the ring)
+BASE = dict(steps={"ring8": 1500, "grid25": 2500}, batch=256, hidden=(128, 128, 128), latent=2, lr=1e-3,
+            lr_d=None, lr_g=None, ema=0.99, schedule="constant", pac=1, n_critic=0, betas=None)
+TUNED = {
+    "ns": {}, "minimax": {}, "lsgan": {}, "hinge": {},
+    # 5 critic updates per step (the family's default): fewer steps for about the same CPU time
+    "wgan": dict(steps={"ring8": 300, "grid25": 500}, lr=5e-4),
+    "wgan-gp": dict(steps={"ring8": 300, "grid25": 500}, lr=5e-4),
+}
+
+
+def settings(loss: str, over: dict, data: str) -> dict:
+    s = {**BASE, **TUNED.get(loss, {})}
+    if isinstance(s["steps"], dict):
+        s["steps"] = s["steps"][data]
+    s.update({k: v for k, v in over.items() if v is not None})
+    return s
+
+
+def run(data: str, loss: str, seed: int, s: dict, out: Path, tag: str) -> dict:
+    tr = gl.load_dataset(data, split="train")
+    torch.manual_seed(seed)
+    kw = dict(loss=loss, hidden=tuple(s["hidden"]), latent_dim=s["latent"], pac=s["pac"], n_critic=s["n_critic"],
+              lr_d=s["lr_d"], lr_g=s["lr_g"])
+    if s["betas"]:
+        kw["betas"] = tuple(s["betas"])
+    m = gl.create("gan", data=tr, **kw)
+    t0, c0 = time.perf_counter(), time.process_time()
+    r = gl.train(m, tr, steps=s["steps"], batch_size=s["batch"], lr=s["lr"], seed=seed, grad_clip=None,
+                 ema=s["ema"], schedule=s["schedule"], progress=False, eval_every=-1, sample_every=-1)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    x = r.model.sample(2500, generator=torch.Generator().manual_seed(1000 + seed))
+    cov = mode_coverage(x, tr.extras["modes"])
+    Path("runs/gan_modes").mkdir(parents=True, exist_ok=True)      # samples for figures (git-ignored)
+    torch.save(x, f"runs/gan_modes/{data}-{loss}-s{seed}.pt")
+    rec = {"tag": tag, "data": data, "loss": loss, "seed": seed, **{k: (list(v) if isinstance(v, tuple) else v)
+                                                                     for k, v in s.items()},
+           "modes": cov["modes_captured"], "num_modes": cov["num_modes"], "hq_pct": cov["high_quality_pct"],
+           "reverse_kl": cov["reverse_kl"], "counts": cov["counts"],
+           "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), **stamp()}
+    return record(rec, out, show={k: v for k, v in rec.items() if k != "counts"})
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="ring8,grid25")
+    ap.add_argument("--losses", default="ns,minimax,lsgan,wgan,wgan-gp,hinge")
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--out", default=str(RESULTS / "gan_modes.jsonl"))
+    ap.add_argument("--tag", default="final")
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--batch", type=int)
+    ap.add_argument("--hidden", type=lambda v: tuple(int(h) for h in v.split(",")))
+    ap.add_argument("--latent", type=int)
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--lr-d", dest="lr_d", type=float)
+    ap.add_argument("--lr-g", dest="lr_g", type=float)
+    ap.add_argument("--ema", type=float)
+    ap.add_argument("--schedule")
+    ap.add_argument("--pac", type=int)
+    ap.add_argument("--n-critic", dest="n_critic", type=int)
+    ap.add_argument("--betas", type=lambda v: tuple(float(b) for b in v.split(",")))
+    a = ap.parse_args()
+    over = {k: getattr(a, k) for k in BASE}
+    for seed in map(int, a.seeds.split(",")):
+        for data in a.data.split(","):
+            for loss in a.losses.split(","):
+                run(data, loss, seed, settings(loss, over, data), Path(a.out), a.tag)
+
+
+if __name__ == "__main__":
+    main()
