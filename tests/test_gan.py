@@ -3,13 +3,12 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import genlab as gl
 from genlab.data.base import DataInfo, Dataset
 from genlab.metrics.distances import energy_distance
 from genlab.models.base import ModelError, NoLikelihoodError
-from genlab.models.gan import LOSSES, disc_loss, gen_loss, gradient_penalty
+from genlab.models.gan import LOSSES, gradient_penalty
 
 
 def test_gradient_penalty_matches_hand_computation():
@@ -99,6 +98,25 @@ def test_weight_clipping_and_no_likelihood():
         m.log_prob(torch.randn(3, 2))
 
 
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_loss_trains_through_the_engine(loss):
+    tr = gl.load_dataset("8gaussians", n=512)
+    torch.manual_seed(0)
+    m = gl.create("gan", data=tr, loss=loss, hidden=(16, 16), latent_dim=2, clip=0.02)
+    g0 = [p.detach().clone() for p in m.generator.parameters()]
+    r = gl.train(m, tr, steps=6, batch_size=64, lr=1e-3, seed=0, progress=False, log_every=1,
+                 eval_every=-1, sample_every=-1)
+    assert r.config.grad_clip is None                      # the family's train_defaults
+    assert len(r.history) >= 6 and all(math.isfinite(h["loss/disc"]) and math.isfinite(h["loss/gen"])
+                                       for h in r.history if "loss/disc" in h)
+    assert any(not torch.equal(a, b) for a, b in zip(g0, m.generator.parameters()))
+    if loss == "wgan":                                     # every critic evaluation saw clipped weights
+        m.loss({"x": tr.x[:8]}, phase="gen")
+        assert max(float(p.detach().abs().max()) for p in m.critic.parameters()) <= 0.02 + 1e-7
+    if loss.startswith("wgan"):
+        assert "wasserstein" in r.history[-1]
+
+
 def _toy_run(loss, steps, train_kw=None, **kw):
     tr, te = gl.load_dataset("8gaussians", n=4000), gl.load_dataset("8gaussians", split="test", n=1500)
     torch.manual_seed(0)
@@ -110,7 +128,8 @@ def _toy_run(loss, steps, train_kw=None, **kw):
 
 
 def test_short_seeded_ns_gan_run_reaches_energy_distance():
-    # measured: untrained 1.39, after 400 steps 0.21 (2-core CPU, 1 thread)
+    # measured: untrained 1.39, after 400 steps 0.21 (2-core CPU, 1 thread; measured with the engine's
+    # gradient clipping, which GAN.train_defaults now turns off; passes without it too)
     before, after = _toy_run("ns", 400)
     assert before > 1.0
     assert after < 0.3, after

@@ -136,6 +136,9 @@ class GAN(GenerativeModel):
     """GAN with minimax / non-saturating / LSGAN / WGAN / WGAN-GP / hinge+SN losses; MLP or DCGAN nets; conditional."""
 
     likelihood = "none"
+    # the engine's default gradient-norm clipping (1.0) slows the critic (measured on 8gaussians:
+    # WGAN-GP energy distance 0.78 with it, 0.50 without after 150 steps); explicit options override
+    train_defaults = {"grad_clip": None}
 
     @dataclass
     class Config:
