@@ -1,5 +1,6 @@
 """Assemble benchmarks/results/autoregressive.md from the raw JSON results the AR scripts wrote
-(benchmarks/results/autoregressive_raw/*.md). Usage: python benchmarks/ar_results.py"""
+(benchmarks/results/autoregressive_raw/*.md) and the notes in autoregressive_raw/notes.md.
+Usage: python benchmarks/ar_results.py [NOTES.md]"""
 from __future__ import annotations
 
 import json
@@ -23,21 +24,34 @@ def main(notes: str = ""):
            "sessions during every run** (1-minute load average 10–19 on 2 cores, recorded per run below), so wall "
            "times are several times what a quiet machine gives; `cpu s` is the process CPU time, closer to the "
            "quiet-machine wall time with 1 thread. Raw JSON per run: `benchmarks/results/autoregressive_raw/`.", ""]
-    m = read("mdn_bishop")
-    out += ["## MDN on Bishop's inverse problem (test NLL, nats/point)", ""]
-    if m:
-        s = m["settings"]
+    out += ["## MDN on Bishop's inverse problem (test NLL, nats/point)", "",
+            "Target of issue #4: test NLL ≤ −1.15 nats/point. Anchors (ANCHORS.md): oracle H(x | t) = −1.282; "
+            "best unimodal Gaussian ≈ −0.68; the textbook's 3-component MDN (5 tanh units, 1000 training points) "
+            "−1.10. Every run keeps the weights with the best loss on the 1000 validation points "
+            "(`keep_best=True`, checked every 200 steps); test = 5000 points; `ensemble` = the density averaged "
+            "over the seeds' models, (1/M) Σ_m p_m(x | t) (an MDN with M·K components, no extra training).", "",
+            "| training points | model | steps | test NLL per seed | median | ensemble of the seeds | CPU s per run | "
+            "wall s per run | load (start → end) |", "|---|---|---|---|---|---|---|---|---|"]
+    for tag in ("mdn_bishop", "mdn_bishop_n20000"):
+        m = read(tag)
+        if not m:
+            continue
+        s_ = m["settings"]
         seeds = ", ".join(f"{r['test_nll']:.3f}" for r in m["runs"])
-        out += [f"Command: `python benchmarks/mdn_bishop.py --steps {s['steps']} --components {s['components']} "
-                f"--hidden {','.join(map(str, s['hidden']))} --seeds {len(m['runs'])}` (batch {s['batch_size']}, "
-                f"lr {s['lr']}, cosine; {s['n_train']} training / {s['n_test']} test points).", "",
-                "| model | test NLL |", "|---|---|",
-                "| oracle H(x given t) | −1.282 |", "| best unimodal (anchor) | ≈ −0.68 |",
-                "| textbook 3-component MDN (anchor) | −1.10 |",
-                f"| **genlab mdn, {s['components']} components, tanh {s['hidden']}** | **{m['mean_test_nll']:.3f} ± "
-                f"{m['sd']:.3f}** (seeds: {seeds}) |", "",
-                f"Median training wall time {m['median_wall_s']:.0f} s; load {m['load_start']} → {m['load_end']}.",
-                "Picture: `docs/img/mdn_bishop.png`.", ""]
+        ens = f"{m['ensemble_test_nll']:.3f}" if "ensemble_test_nll" in m else "–"
+        out.append(f"| {s_['n_train']:,} | {s_['components']} components, {s_.get('act', 'tanh')} {list(s_['hidden'])} | "
+                   f"{s_['steps']} | {seeds} | **{m.get('median_test_nll', m['mean_test_nll']):.3f}** | {ens} | "
+                   f"{m.get('median_cpu_s', float('nan')):.0f} | {m['median_wall_s']:.0f} | "
+                   f"{m['load_start'].split(' ')[0]} → {m['load_end'].split(' ')[0]} |")
+    out += ["", "Command: `python benchmarks/mdn_bishop.py` (20 components, SiLU [128, 128], 4000 steps, batch 1000, "
+            "lr 0.003 cosine, 3 seeds; 1000 training points) and `python benchmarks/mdn_bishop.py --n-train 20000 "
+            "--steps 8000 --tag mdn_bishop_n20000` (fresh points from the same generator). With tanh units the same "
+            "MDN stalls near −1.10 even on 50,000 points (measured once, 4000 steps: −1.102 with 10 components and "
+            "[64, 64], −1.100 with 30 and [128, 128]); SiLU units draw the sharp edges of the uniform posterior "
+            "better (−1.174 with 20 components on 50,000 points, once). Target ≤ −1.15: **met with 20,000 training "
+            "points (median −1.166), not met with the textbook's 1000 (median −1.116, ensemble −1.131)**, where "
+            "the models overfit after ≈ 3000 steps.",
+            "Picture (the 1000-point model): `docs/img/mdn_bishop.png`.", ""]
     out += ["## Digits (8×8, 17 levels): exact test NLL, nats/image", "",
             "Tomczak's split (1000/350/447), unconditional, batch 64, AdamW, cosine schedule with 100 warm-up steps, "
             "1 thread; `ema` = decay of the exported weight average (0 = the raw final weights). Anchors: uniform 181.33; independent per-pixel categorical 106.4; "
@@ -132,4 +146,4 @@ def main(notes: str = ""):
 
 if __name__ == "__main__":
     import sys
-    main(Path(sys.argv[1]).read_text() if len(sys.argv) > 1 else "")
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else RAW / "notes.md").read_text())

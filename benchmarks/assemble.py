@@ -8,8 +8,9 @@ command, settings, machine and date; this script only concatenates them in a fix
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-ORDER = ["bench_quick", "engine", "realnvp", "flows", "autoregressive", "latent", "diffusion", "metrics",
-         "feature_nets", "rate"]
+ORDER = ["bench_quick", "bench_digits", "engine", "realnvp", "flows", "flows_peers", "autoregressive", "latent",
+         "vae_peers", "gan_ebm", "diffusion", "diffusion_peers", "fm_toys", "fm_peers", "metrics", "feature_nets",
+         "rate"]
 
 HEADER = """# genlab benchmarks
 
