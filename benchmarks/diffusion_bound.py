@@ -98,7 +98,17 @@ def full(a):
     m.eval()
     rec = json.loads([ln for ln in open(JSONL) if json.loads(ln)["tag"] == a.tag][-1])
     te = gl.load_dataset(rec["data"], split="test")
-    res = _bound(m, te, None)
+    t0, c0 = time.perf_counter(), time.process_time()
+    lp, terms = m.log_prob(te.x, return_terms=True, batch_size=500)
+    T = terms.shape[1] - 1
+    nats = -lp.mean().item()
+    tm = terms.mean(0)
+    res = dict(nats=round(nats, 2), se=round(lp.std().item() / math.sqrt(len(lp)), 2),
+               bpd=round(nats / (te.x[0].numel() * math.log(2)), 4), n=len(lp), bound_steps=None,
+               wall_s=round(time.perf_counter() - t0, 1), cpu_s=round(time.process_time() - c0, 1),
+               terms={"L_0 (decoder)": round(tm[0].item(), 2), "t=1..10": round(tm[1:11].sum().item(), 2),
+                      "t=11..100": round(tm[11:101].sum().item(), 2), "t=101..T-1": round(tm[101:T].sum().item(), 2),
+                      "L_T (prior)": round(tm[T].item(), 4)})
     res["load"] = round(os.getloadavg()[0], 2)
     print(json.dumps(res), flush=True)
     with open(JSONL, "a") as f:
@@ -114,21 +124,32 @@ def report(a):
          "Machine: 2-core CPU shared with other sessions, torch 2.13.0, 1 thread, `nice -n 5`; date 2026-11-22.",
          "Command per row: `python benchmarks/diffusion_bound.py run --data D --tag TAG --network N --param P "
          "--schedule S --variance V --steps K [--ema E]` (settings in the table; batch 128, Adam, cosine lr, "
-         "grad clip 1, seed 0; steps chosen on the validation bound). Bound: stratified unbiased estimate of the "
+         "grad clip 1, seed 0; configurations compared on the validation bound, test reported for every row). Bound: stratified unbiased estimate of the "
          "T = 1000-term sum (`log_prob(bound_steps=K)`, decoder term exact, one step and one noise draw per stratum "
          "per image), nats/image on the full split ± s.e. over images; bits/dim = nats / (D ln 2). "
-         "`levels` = the level-posterior parameterisation (docs/diffusion.md).", "",
-         "| data | tag | net (params) | param | schedule | variance | EMA | steps (best) | train wall / CPU s | load "
-         "| val nats | **test nats ± s.e.** | test bits/dim | all-T test | commit |",
+         "`levels` = the level-posterior parameterisation (docs/diffusion.md; the first rows ran on the working "
+         "tree before it was committed in be304bc, same code).", "",
+         "| data | tag | net (params) | param | schedule | variance | EMA | steps | train wall / CPU s | load "
+         "| val nats | **test nats ± s.e.** | test bits/dim | all-T test | HEAD at run |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         c, t = r["config"], r["train"]
-        net = f"{c['network']} {c['width'] or c['channels']} ({c['params'] / 1e3:.0f}k)"
+        net = (f"{c['network']} {c['width'] or c['channels']}{' drop ' + str(c['dropout']) if c.get('dropout') else ''} "
+               f"({c['params'] / 1e3:.0f}k)")
         ft = fulls.get(r["tag"])
         L.append(f"| {r['data']} | {r['tag']} | {net} | {c['parameterization']} | {c['schedule']} | {c['variance']} | "
-                 f"{t['ema'] or '–'} | {t['steps']} ({t.get('best_step')}) | {t['wall_s']} / {t['cpu_s']} | {t['load']} | "
+                 f"{t['ema'] or '–'} | {t['steps']}{' (best ' + str(t['best_step']) + ')' if t.get('best_step') else ''} | {t['wall_s']} / {t['cpu_s']} | {t['load']} | "
                  f"{r['val']['nats']} | **{r['test']['nats']} ± {r['test']['se']}** | {r['test']['bpd']} | "
                  f"{'%s ± %s' % (ft['nats'], ft['se']) if ft else '–'} | {r['commit']} |")
+    tl = [(t, f) for t, f in fulls.items() if "terms" in f]
+    if tl:
+        keys = list(tl[0][1]["terms"])
+        L += ["", "Where the bound goes (all-T evaluation on the test split, mean nats/image per group of terms; "
+              "`python benchmarks/diffusion_bound.py full --tag TAG`):", "",
+              "| tag | " + " | ".join(keys) + " | total | eval wall / CPU s |", "|---" * (len(keys) + 3) + "|"]
+        for t, f in tl:
+            L.append(f"| {t} | " + " | ".join(str(f["terms"][k]) for k in keys) +
+                     f" | {f['nats']} ± {f['se']} | {f['wall_s']} / {f['cpu_s']} |")
     L += ["", "Anchors (ANCHORS.md, digits test, nats/image): " +
           ", ".join(f"{k} {v}" for k, v in ANCHORS["digits"].items()) + "."]
     (RES / "diffusion_bound.md").write_text("\n".join(L) + "\n")

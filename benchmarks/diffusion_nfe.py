@@ -135,16 +135,16 @@ def report_lines(data):
     keys = ["ddpm", "ddim", "fm_euler", "rectified_euler", "reflow_euler"]
     ref = d["reference_train_vs_test"]
     s = d["settings"]
-    L = [f"FD / KID×10³ of {d['n_samples']} samples against the {d['n_test']} {data} test images "
+    L = [f"FD / KID of {d['n_samples']} samples against the {d['n_test']} {data} test images "
          f"(features `{d['features']['name']}` sha256 {str(d['features']['sha256'])[:12]}…); reference train "
-         f"(first {ref['n_train']}) vs test: **FD {ref['fd']}, KID×10³ {ref['kid'] * 1e3:.2f}**. DDPM = saved "
-         f"`{d['ddpm_tag']}` ({d['ddpm_config']}); FM/rectified/reflow: {s['network']} "
+         f"(first {ref['n_train']}) vs test: **FD {ref['fd']:.2f}, KID {ref['kid']:.2f}** (KID in the CNN's feature units). DDPM = saved "
+         f"`{d['ddpm_tag']}` ({', '.join(f'{k}={v}' for k, v in d['ddpm_config'].items() if not (k == 'channels' and d['ddpm_config'].get('network') == 'mlp'))}); FM/rectified/reflow: {s['network']} "
          f"{s['width'] if s['network'] == 'mlp' else s['channels']}, {s['steps']} steps, batch 128, lr {s['lr']} "
          f"cosine, reflow on {s['reflow_pairs']} pairs ({s['pair_solver']}).", "",
          "| NFE | DDPM | DDIM (η=0) | FM Euler | rectified Euler | rectified + reflow Euler |",
          "|---|---|---|---|---|---|"]
     for r in d.get("nfe_table", []):
-        cells = [f"{r[k]['fd']:.2f} / {r[k]['kid'] * 1e3:.2f}" if k in r else "–" for k in keys]
+        cells = [f"{r[k]['fd']:.2f} / {r[k]['kid']:.2f}" if k in r else "–" for k in keys]
         L.append(f"| {r['nfe']} | " + " | ".join(cells) + " |")
     tab = {r["nfe"]: r for r in d.get("nfe_table", [])}
     if 4 in tab and 100 in tab and "reflow_euler" in tab[4] and "reflow_euler" in tab[100]:

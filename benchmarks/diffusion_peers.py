@@ -13,7 +13,7 @@ Each network call is ``model.net`` on the same (n, C, H, W) batch in both.
 
 Timings: sampling n images at each step count, genlab and diffusers alternated within each repeat
 (order swapped every repeat); medians of the repeats; wall per NFE and the ratio diffusers/genlab
-(> 1: genlab faster). Quality: feature FD/KID×10³ of the samples against the test split (shipped CNN).
+(> 1: genlab faster). Quality: feature FD/KID of the samples against the test split (shipped CNN; KID in its feature units).
 Training: steps/s of gl.train (the engine: Adam, grad clip, the DDPM loss with genlab's q_sample)
 against a plain loop with diffusers' ``add_noise`` and the same network, loss, batch and optimiser.
 """
@@ -162,8 +162,8 @@ def report(a):
          "DDPMScheduler / DDIMScheduler with the same betas, variance, clipping and timesteps; "
          f"{d['n']} images per call; {d['repeats']} repeats, genlab and diffusers alternated (order swapped each "
          "repeat); medians. Ratio = diffusers wall / genlab wall (> 1: genlab faster).", "",
-         "| sampler | steps (NFE) | genlab ms/NFE (CPU) | diffusers ms/NFE (CPU) | ratio | genlab FD / KID×10³ | "
-         "diffusers FD / KID×10³ | load |",
+         "| sampler | steps (NFE) | genlab ms/NFE (CPU) | diffusers ms/NFE (CPU) | ratio | genlab FD / KID | "
+         "diffusers FD / KID | load |",
          "|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["sampler"], r["steps"]) for r in d["sampling"]}, key=lambda k: (k[0], k[1]))
     for kind, steps in keys:
@@ -176,7 +176,7 @@ def report(a):
         ratio = med([pp["wall_s"] / gg["wall_s"] for gg, pp in zip(sorted(g, key=lambda r: r["repeat"]),
                                                                      sorted(p, key=lambda r: r["repeat"]))])
         q = {r["who"]: r for r in d["quality"] if r["sampler"] == kind and r["steps"] == steps}
-        fq = lambda r: f"{r['fd']:.2f} / {r['kid'] * 1e3:.2f}" if r else "–"  # noqa: E731
+        fq = lambda r: f"{r['fd']:.2f} / {r['kid']:.2f}" if r else "–"  # noqa: E731
         L.append(f"| {kind} | {steps} ({nfe}) | {1e3 * gw / nfe:.2f} ({1e3 * gc / nfe:.2f}) | {1e3 * pw / nfe:.2f} "
                  f"({1e3 * pc / nfe:.2f}) | {ratio:.2f} | {fq(q.get('genlab'))} | {fq(q.get('diffusers'))} | "
                  f"{med([r['load'] for r in rs]):.1f} |")
