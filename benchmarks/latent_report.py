@@ -84,6 +84,14 @@ def digits_text(rows: list[dict]) -> str:
         f"**Target IWAE-5000 < 90 nats on the digits test split: {'met' if met else 'not met'}** "
         + (f"by {', '.join(f'{m} ({iw[m]:.2f})' for m in met)}" if met else f"(best {min(iw.values()):.2f})")
         + f". Best test −ELBO {min(el.values()):.2f} ({min(el, key=el.get)}). One seed per model (seed 0).",
+        "",
+        "Reading: the decoder, not the prior, made the difference. With the previous session's categorical decoder",
+        "and no dropout (same MLPs, early stopping on validation −ELBO; rows in `latent_vae_digits.jsonl` before commit e38049a) the",
+        "standard-normal VAE reproduced Tomczak's −ELBO (96.80 vs 96.8) and reached IWAE-5000 94.15, and no prior",
+        "got below 93.65. The 1000 training images are over-fitted within ~750 steps by 17 free logits per pixel;",
+        "the discretised logistic ties neighbouring levels together, and dropout delays over-fitting so the",
+        "validation optimum moves to ~2750–3000 steps. Between priors the spread is under 2 nats with one seed",
+        "each, so their order is not established; the hierarchical VAE's −ELBO is compared with Tomczak's 96.1.",
     ]
     return "\n".join(lines)
 
