@@ -25,12 +25,14 @@ DIGITS = dict(steps=1000, batch_size=128, lr=1e-3, eval_samples=10)
 NSF_EASY = dict(model_kw={}, train_kw={}, steps=2000)
 NSF_HARD = dict(model_kw=dict(num_layers=8, bins=32, tail_bound=3.0), train_kw=dict(schedule="cosine"), steps=2000)
 NSF_TUNED = {t: NSF_HARD if t in ("checkerboard", "2spirals", "rings") else NSF_EASY for t in fb.TOYS}
+# checkerboard missed 0.05 narrowly with NSF_HARD (median 0.055, val 0.058): the same net trained longer
+NSF_LONGER = dict(NSF_HARD, steps=3000)
 SEEDS = (0, 1, 2)
 
 
-def nsf_tuned_jobs(toys, seeds=SEEDS):
+def nsf_tuned_jobs(toys, seeds=SEEDS, settings=None):
     return [dict(model="nsf", data=t, seed=s, batch_size=TOY["batch_size"], lr=TOY["lr"], tuned=True,
-                 **NSF_TUNED[t]) for t in toys for s in seeds]
+                 **(settings or NSF_TUNED[t])) for s in seeds for t in toys]   # seed-major: every toy gets seed 0 first
 
 
 def toy_jobs(models, toys, seeds=(0,), steps=TOY["steps"], save=False):
@@ -42,11 +44,25 @@ def digits_jobs(models, seeds=(0,), steps=DIGITS["steps"]):
     return [dict(model=m, data="digits", seed=s, save=s == 0, **dict(DIGITS, steps=steps)) for m in models for s in seeds]
 
 
+def tuned_line(lines, t, rs):
+    """One table line: a toy, one settings, its seeds."""
+    kw = {**rs[0].get("model_kw", {}), **rs[0].get("train_kw", {})}
+    med = fb.median([r["kl_gap"] for r in rs])
+    lines.append(f"| {t} | {', '.join(f'{k}={v}' for k, v in kw.items()) or 'default'} | {rs[0]['steps']} | "
+                 + ", ".join(fb.fmt(r["kl_gap"]) for r in rs) + f" | **{fb.fmt(med)}** | "
+                 f"{fb.fmt(fb.median([r['val_gap'] for r in rs]))} | {'met' if med <= 0.05 else 'not met'} | "
+                 f"{fb.median([r['train_seconds'] for r in rs]):.0f} | "
+                 f"{fb.median([r['cpu_seconds'] for r in rs]):.0f} | "
+                 f"{min(r['load1'] for r in rs):.1f}–{max(r['load1'] for r in rs):.1f} |")
+
+
 def report(rows, path=REPORT, cmd=""):
     rows = [r for r in rows if "error" not in r]
     lines = ["# Normalising flows: 2-D toys and 8×8 digits", "",
              "Commands: `python benchmarks/flows.py --workers 4` (toys at 500 steps, digits at 1000 steps), "
              "`python benchmarks/flows.py --models nsf --toy-steps 2000 --no-digits --workers 4` (longer NSF runs); "
+             "`python benchmarks/flows.py --nsf-tuned --toys rings,2spirals,checkerboard --workers 1` (NSF against the "
+             "target, 3 seeds; `--nsf-longer` for 3000 steps); "
              "RealNVP 1500/2000-step runs from `python benchmarks/realnvp.py`; this file rewritten by "
              "`python benchmarks/flows.py --report`.  ", f"Date: {datetime.date(2026, 11, 22)}; "
              f"genlab commit {fb.git_rev()}; machine: {fb.machine()}.  ",
@@ -84,17 +100,23 @@ def report(rows, path=REPORT, cmd=""):
                   "| toy | settings | steps | KL gap per seed | median KL gap | median val gap | target ≤ 0.05 | "
                   "train wall s (median) | train CPU s (median) | load |", "|---|---|---|---|---|---|---|---|---|---|"]
         for t in fb.TOYS:
-            rs = sorted([r for r in tuned if r["data"] == t], key=lambda r: r["seed"])
-            if not rs:
+            configs = {}
+            for r in tuned:   # one line per toy and settings; a seed run twice counts once (the last run)
+                if r["data"] == t:
+                    configs.setdefault(fb.job_key(dict(r, seed=0)), {})[r["seed"]] = r
+            if not configs:   # not re-run with 3 seeds: the earlier single 2000-step run (default config), marked
+                old = [r for r in rows if r["model"] == "nsf" and r["data"] == t and r["steps"] == 2000
+                       and not r.get("tuned")]
+                if old:
+                    r = old[-1]
+                    lines.append(f"| {t} | default (earlier run, 1 seed only) | {r['steps']} | {fb.fmt(r['kl_gap'])} | "
+                                 f"**{fb.fmt(r['kl_gap'])}** (1 seed) | — | "
+                                 f"{'met' if r['kl_gap'] <= 0.05 else 'not met'} (1 seed) | {r['train_seconds']:.0f} "
+                                 f"| — | — |")
                 continue
-            kw = {**rs[0].get("model_kw", {}), **rs[0].get("train_kw", {})}
-            med = fb.median([r["kl_gap"] for r in rs])
-            lines.append(f"| {t} | {', '.join(f'{k}={v}' for k, v in kw.items()) or 'default'} | {rs[0]['steps']} | "
-                         + ", ".join(fb.fmt(r["kl_gap"]) for r in rs) + f" | **{fb.fmt(med)}** | "
-                         f"{fb.fmt(fb.median([r['val_gap'] for r in rs]))} | {'met' if med <= 0.05 else 'not met'} | "
-                         f"{fb.median([r['train_seconds'] for r in rs]):.0f} | "
-                         f"{fb.median([r['cpu_seconds'] for r in rs]):.0f} | "
-                         f"{min(r['load1'] for r in rs):.1f}–{max(r['load1'] for r in rs):.1f} |")
+            for rs in configs.values():
+                rs = [rs[k] for k in sorted(rs)]
+                tuned_line(lines, t, rs)
     extra = [r for r in rows if r["data"] in fb.TOYS and r["steps"] != TOY["steps"] and not r.get("tuned")]
     if extra:
         lines += ["", "Longer runs:", "", "| flow | data | steps | KL gap | train s |", "|---|---|---|---|---|"]
@@ -106,15 +128,40 @@ def report(rows, path=REPORT, cmd=""):
               "uniform dequantisation y = (x+u)/17 then logit pre-processing (α = 0.05); the bound "
               "−E_u ln p averaged over 10 draws of u per test image (447 test images, Tomczak's split). "
               "1 bit/dim = 44.36 nats/image.", "",
-              "| model | kind | params | test NLL (nats/image) | bits/dim | train s | steps/s |", "|---|---|---|---|---|---|---|"]
+              "| model | settings (beyond the default config) | kind | params | val NLL | test NLL (nats/image) | "
+              "bits/dim | < 99.7 | train wall s | train CPU s | steps/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in FLOWS:
         for r in [r for r in dig if r["model"] == m]:
-            lines.append(f"| {m} (seed {r['seed']}, {r['steps']} steps) | {r['kind']} (uniform deq.) | {r['params']:,} | "
-                         f"{r['nll']:.1f} | {r['bits_per_dim']:.3f} | {r['train_seconds']:.0f} | {r['steps_per_s']:.1f} |")
+            kw = {**r.get("model_kw", {}), **r.get("train_kw", {})}
+            if r.get("best_step") is not None:
+                kw["best step"] = r["best_step"]
+            lines.append(f"| {m} (seed {r['seed']}, {r['steps']} steps) | {', '.join(f'{k}={v}' for k, v in kw.items()) or '—'} "
+                         f"| {r['kind']} (uniform deq.) | {r['params']:,} | {fb.fmt(r.get('val_nll'), 1)} | "
+                         f"{r['nll']:.1f} | {r['bits_per_dim']:.3f} | {'yes' if r['nll'] < 99.7 else 'no'} | "
+                         f"{r['train_seconds']:.0f} | {fb.fmt(r.get('cpu_seconds'), 0)} | {r['steps_per_s']:.1f} |")
     for k, v in fb.DIGITS_BASELINES.items():
-        lines.append(f"| baseline: {k} (ANCHORS) | exact | | {v} | {v / 44.3614:.3f} | | |")
-    lines += ["", "IAF is not trained on digits: its density (needed for maximum-likelihood training) costs D = 64 "
-              "sequential MADE passes per layer per step, about 65× MAF's cost; it samples in one pass."]
+        lines.append(f"| baseline: {k} (ANCHORS) | | exact | | | {v} | {v / 44.3614:.3f} | | | | |")
+    tune = fb.load(RESULTS.parent / "flows_digits_tune.jsonl")
+    if tune:
+        lines += ["", "Tuning attempts on the validation split (`benchmarks/flows_digits_tune.py`, seed 0, batch 128, "
+                  "keep_best: the weights of the best validation step, checked every 100 steps; val bound with 5 "
+                  "draws; no test figures were taken from these):", "",
+                  "| model | settings | steps | best step | val NLL | params | wall s | CPU s | load |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in tune:
+            kw = {**r["mkw"], **{k: v for k, v in r["tkw"].items() if k not in ("keep_best", "eval_every")}}
+            lines.append(f"| {r['model']} | {', '.join(f'{k}={v}' for k, v in kw.items())} | {r['steps']} | "
+                         f"{r['best_step']} | {r['val']:.1f} | {r['params']:,} | {r['wall']} | {r['cpu']} | {r['load']:.1f} |")
+        lines += ["", "Every affine autoregressive variant peaks on the validation split after 200–500 steps (25–60 "
+                  "epochs of the 1000 images) at 106–111 nats — the level of independent per-pixel categoricals (106.4) — "
+                  "and then overfits: wider (512), deeper (10 layers) or more dropout (0.5) MADEs do not help. The "
+                  "flows below 99.7 all have either a convolutional conditioner (RealNVP, Glow) or spline "
+                  "element-wise maps (NSF); an affine map per pixel gives unimodal conditionals, while a dequantised "
+                  "digit pixel is a box on the background level plus a spread of ink levels."]
+    lines += ["", "IAF's density (needed for maximum-likelihood training) costs one MADE pass per dimension and layer: "
+              "measured on digits by `benchmarks/flows_iaf_cost.py` (batch 128, default config, load ≈ 7): MAF 0.020 CPU-s per step, "
+              "IAF 1.20 (60×: 10 CPU-minutes buy 500 steps), IAF with `passes=8` 0.111, `passes=4` 0.061, `passes=2` 0.040 "
+              "(block-autoregressive MADE: exact density in P passes; P = 2 is a coupling layer). IAF samples in one pass."]
     errs = [r for r in fb.load(RESULTS) if "error" in r]
     if errs:
         lines += ["", "Failed jobs: " + "; ".join(f"{r['model']}/{r['data']}: {r['error']}" for r in errs)]
@@ -133,13 +180,14 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--report", action="store_true", help="only write the report")
     ap.add_argument("--nsf-tuned", action="store_true", help="NSF with the per-toy tuned settings, 3 seeds")
+    ap.add_argument("--nsf-longer", action="store_true", help="with --nsf-tuned: the hard settings at 3000 steps")
     a = ap.parse_args(argv)
     models = [m for m in a.models.split(",") if m]
     if not a.report:
         # priority order (the machine is shared): digits first, then the toys one at a time across flows
         toys = [t for t in a.toys.split(",") if t]
         if a.nsf_tuned:
-            fb.run_all(nsf_tuned_jobs(toys), RESULTS, workers=a.workers)
+            fb.run_all(nsf_tuned_jobs(toys, settings=NSF_LONGER if a.nsf_longer else None), RESULTS, workers=a.workers)
             return report(fb.load(RESULTS))
         jobs = [] if a.no_digits else digits_jobs([m for m in models if m != "iaf"], steps=a.digits_steps)
         if not a.no_toys:

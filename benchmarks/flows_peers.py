@@ -33,6 +33,7 @@ import genlab as gl  # noqa: E402
 
 RESULTS = fb.ROOT / "benchmarks" / "results" / "flows_peers.jsonl"
 REPORT = fb.ROOT / "benchmarks" / "results" / "flows_peers.md"
+MICRO = fb.ROOT / "benchmarks" / "results" / "flows_peers_micro.jsonl"
 H = 128          # hidden width of every conditioner (two hidden layers)
 LAYERS = {"maf": 5, "nsf_ar": 4, "nsf_c": 4, "realnvp": 8}
 BINS, BOUND = 8, 4.0
@@ -144,6 +145,33 @@ def one(kind, lib, data, steps, batch, lr, seed):
                 kl_gap=nll - test.entropy, load1=os.getloadavg()[0], commit=fb.git_rev())
 
 
+def micro(kinds, data="moons", steps=100, repeats=5, batch=256):
+    """Model step only (loss, backward, Adam step on one fixed batch), libraries interleaved: CPU ms per
+    step, median over repeats. Separates the flows' own cost from the training loops and from load."""
+    train = gl.load_dataset(data, split="train")
+    x = train.x[:batch].float()
+    out = []
+    for kind in kinds:
+        mods = {lib: BUILD[lib](kind, train) for lib in LIBS[kind]}
+        times = {lib: [] for lib in mods}
+        for rep in range(repeats + 1):                 # repeat 0 warms up
+            for lib, (m, lp) in mods.items():
+                opt = torch.optim.Adam(m.parameters(), 1e-3)
+                c0 = time.process_time()
+                for _ in range(steps):
+                    loss = -lp(x).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                if rep:
+                    times[lib].append(1e3 * (time.process_time() - c0) / steps)
+        for lib, ts in times.items():
+            out.append(dict(kind=kind, lib=lib, data=data, batch=batch, steps=steps, repeats=repeats,
+                            cpu_ms_per_step=fb.median(ts), load1=os.getloadavg()[0], commit=fb.git_rev()))
+            print(f"micro {kind:8s} {lib:10s} {out[-1]['cpu_ms_per_step']:.2f} CPU ms/step", flush=True)
+    return out
+
+
 def report(rows, path=REPORT):
     lines = ["# Flows side by side: genlab vs zuko 1.6.0 and normflows 1.7.3", "",
              "Command: `/work/peers-venv/bin/python benchmarks/flows_peers.py` "
@@ -155,10 +183,12 @@ def report(rows, path=REPORT):
              "equal steps; test NLL on the 5 000-point test split; KL gap = NLL − true entropy (ANCHORS). "
              "steps/s counts the training loop only (genlab: `gl.train` with no run directory; peers: their "
              "minimal loop). Ratio = genlab steps/s ÷ peer steps/s per repeat, median over repeats (> 1: genlab "
-             "faster). CPU s = process CPU seconds of the loop.", ""]
+             "faster); CPU ratio = peer CPU s ÷ genlab CPU s per repeat, median (> 1: genlab cheaper). CPU s = process "
+             "CPU seconds of the loop.", ""]
     lines += ["Architectures:", ""] + [f"- **{k}**: {v}" for k, v in ARCH.items()] + [""]
     lines += ["| flow | data | library | params | steps | repeats | steps/s (median) | CPU s (median) | "
-              "ratio genlab/peer | KL gap (median) | load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "steps/s ratio genlab/peer | CPU ratio peer/genlab | KL gap (median) | load |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for kind in LIBS:
         for data in sorted({r["data"] for r in rows if r["kind"] == kind}):
             gen = [r for r in rows if r["kind"] == kind and r["data"] == data and r["lib"] == "genlab"]
@@ -166,17 +196,29 @@ def report(rows, path=REPORT):
                 rs = [r for r in rows if r["kind"] == kind and r["data"] == data and r["lib"] == lib]
                 if not rs:
                     continue
-                ratio = "—"
+                ratio = cratio = "—"
                 if lib != "genlab":
-                    by_seed = {r["seed"]: r["steps_per_s"] for r in gen}
-                    rr = [by_seed[r["seed"]] / r["steps_per_s"] for r in rs if r["seed"] in by_seed]
+                    by_seed = {r["seed"]: r for r in gen}
+                    rr = [by_seed[r["seed"]]["steps_per_s"] / r["steps_per_s"] for r in rs if r["seed"] in by_seed]
+                    cc = [r["cpu"] / by_seed[r["seed"]]["cpu"] for r in rs if r["seed"] in by_seed]
                     ratio = f"{fb.median(rr):.2f}" if rr else "—"
+                    cratio = f"{fb.median(cc):.2f}" if cc else "—"
                 lines.append(f"| {kind} | {data} | {lib} | {rs[0]['params']:,} | {rs[0]['steps']} | {len(rs)} | "
                              f"{fb.median([r['steps_per_s'] for r in rs]):.1f} | "
-                             f"{fb.median([r['cpu'] for r in rs]):.1f} | {ratio} | "
+                             f"{fb.median([r['cpu'] for r in rs]):.1f} | {ratio} | {cratio} | "
                              f"{fb.median([r['kl_gap'] for r in rs]):.3f} | "
                              f"{min(r['load1'] for r in rs):.1f}–{max(r['load1'] for r in rs):.1f} |")
-    lines += ["", "Discussion: see the end of this file (written by hand after the run).", ""]
+    mic = fb.load(MICRO)
+    if mic:
+        lines += ["", "Model step only (`--micro`: loss + backward + Adam step on one fixed batch of 256, 100 steps, "
+                  "libraries interleaved, median of 5 repeats; process CPU ms per step, lower is better; "
+                  "ratio = peer ÷ genlab, > 1: genlab faster):", "",
+                  "| flow | library | CPU ms/step | ratio peer/genlab | load |", "|---|---|---|---|---|"]
+        for r in mic:
+            g = [q for q in mic if q["kind"] == r["kind"] and q["lib"] == "genlab"][-1]
+            lines.append(f"| {r['kind']} | {r['lib']} | {r['cpu_ms_per_step']:.2f} | "
+                         f"{r['cpu_ms_per_step'] / g['cpu_ms_per_step']:.2f} | {r['load1']:.1f} |")
+    lines += [""]
     extra = path.with_suffix(".notes.md")
     if extra.exists():
         lines += [extra.read_text()]
@@ -193,9 +235,14 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--micro", action="store_true", help="model-step CPU cost only (see micro())")
     ap.add_argument("--results", type=Path, default=RESULTS, help="raw results (JSON lines)")
     a = ap.parse_args(argv)
-    if not a.report:
+    if a.micro:
+        with open(MICRO, "w") as f:
+            for r in micro(a.kinds.split(",")):
+                f.write(json.dumps(r) + "\n")
+    elif not a.report:
         try:
             os.nice(5)
         except OSError:
