@@ -7,7 +7,8 @@ DDIMScheduler, driving the SAME trained genlab network, in one process, interlea
 Network: a saved genlab DDPM (benchmarks/diffusion_bound.py → runs/diffusion_bound/<tag>; ε-prediction,
 linear β, fixed-small variance β̃, x̂₀ clipped to [−1, 1]). diffusers gets the same betas
 (``trained_betas``), ``variance_type="fixed_small"``, ``clip_sample=True``, ``prediction_type="epsilon"``
-and the same timesteps (genlab's evenly spaced subset incl. 0 and T−1, passed as ``timesteps=`` to
+``use_clipped_model_output=True`` for DDIM (genlab recomputes ε̂ from the clipped x̂₀; diffusers' default
+does not), and the same timesteps (genlab's evenly spaced subset incl. 0 and T−1, passed as ``timesteps=`` to
 DDPMScheduler and as ``timestep_spacing="linspace"`` to DDIMScheduler, which gives the same subset).
 Each network call is ``model.net`` on the same (n, C, H, W) batch in both.
 
@@ -38,6 +39,7 @@ ROOT = Path(__file__).resolve().parent
 RES = ROOT / "results"
 RUNS = ROOT.parent / "runs" / "diffusion_bound"
 OUT = RES / "diffusion_peers.json"
+CLIPPED_EPS = True   # DDIM: recompute ε from the clipped x̂₀ as genlab does (diffusers' default False)
 
 
 def diffusers_sample(model, sched_cls, n, steps, generator, eta=None):
@@ -57,7 +59,8 @@ def diffusers_sample(model, sched_cls, n, steps, generator, eta=None):
         for t in s.timesteps:
             tt = torch.full((n,), float(t) / T)
             eps = model._net(x, tt, null)
-            kw = dict(generator=generator) if sched_cls == "ddpm" else dict(eta=eta or 0.0, generator=generator)
+            kw = dict(generator=generator) if sched_cls == "ddpm" else \
+                dict(eta=eta or 0.0, generator=generator, use_clipped_model_output=CLIPPED_EPS)
             x = s.step(eps, int(t), x, **kw).prev_sample
     return model.from_model(x), len(s.timesteps)
 
@@ -126,6 +129,7 @@ def main(a):
                features=fnet.describe(), sampling=[], quality=[], training=[])
     import diffusers
     res["diffusers"] = diffusers.__version__
+    res["ddim_use_clipped_model_output"] = CLIPPED_EPS
     for steps in [int(s) for s in a.steps.split(",")]:
         for kind in ("ddpm", "ddim"):
             for r in range(a.repeats):
@@ -160,6 +164,7 @@ def report(a):
          f"diffusers {d['diffusers']}. Same trained genlab network (`runs/diffusion_bound/{d['tag']}`: ε-prediction, "
          "linear β, T = 1000, fixed-small β̃, x̂₀ clipped) driven by genlab's sampler and by diffusers' "
          "DDPMScheduler / DDIMScheduler with the same betas, variance, clipping and timesteps; "
+         f"diffusers DDIM `use_clipped_model_output={d.get('ddim_use_clipped_model_output', False)}`; "
          f"{d['n']} images per call; {d['repeats']} repeats, genlab and diffusers alternated (order swapped each "
          "repeat); medians. Ratio = diffusers wall / genlab wall (> 1: genlab faster).", "",
          "| sampler | steps (NFE) | genlab ms/NFE (CPU) | diffusers ms/NFE (CPU) | ratio | genlab FD / KID | "
@@ -185,12 +190,13 @@ def report(a):
         g = sorted([r for r in tr if r["who"] == "genlab"], key=lambda r: r["repeat"])
         p = sorted([r for r in tr if r["who"] == "diffusers"], key=lambda r: r["repeat"])
         st = g[0]["steps"]
+        gms, pms = med([1e3 * r["cpu_s"] / st for r in g]), med([1e3 * r["cpu_s"] / st for r in p])
         L += ["", f"Training, {st} steps of batch 128 per repeat (same network, ε-MSE loss, Adam 2e-3, grad clip 1): "
-              f"genlab `gl.train` (engine + genlab's q_sample) **{st / med([r['wall_s'] for r in g]):.1f} steps/s** "
-              f"(CPU {st / med([r['cpu_s'] for r in g]):.1f}) vs plain loop with diffusers' `add_noise` "
-              f"**{st / med([r['wall_s'] for r in p]):.1f} steps/s** (CPU {st / med([r['cpu_s'] for r in p]):.1f}); "
-              f"ratio genlab/diffusers steps/s = "
-              f"{med([pp['wall_s'] / gg['wall_s'] for gg, pp in zip(g, p)]):.2f} (median of {len(g)} paired repeats)."]
+              f"genlab `gl.train` (engine + genlab's q_sample) {st / med([r['wall_s'] for r in g]):.1f} steps/s "
+              f"({gms:.1f} ms CPU/step) vs a plain loop with diffusers' `add_noise` "
+              f"{st / med([r['wall_s'] for r in p]):.1f} steps/s ({pms:.1f} ms CPU/step); paired ratio genlab/diffusers "
+              f"steps/s by wall = **{med([pp['wall_s'] / gg['wall_s'] for gg, pp in zip(g, p)]):.2f}**, by CPU = "
+              f"**{med([pp['cpu_s'] / gg['cpu_s'] for gg, pp in zip(g, p)]):.2f}** (median of {len(g)} paired repeats)."]
     (RES / "diffusion_peers.md").write_text("\n".join(L) + "\n")
     print("\n".join(L))
 
@@ -201,7 +207,10 @@ if __name__ == "__main__":
     p.add_argument("--n", type=int, default=447)
     p.add_argument("--steps", default="10,50,100,1000")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--train-steps", dest="train_steps", type=int, default=300)
+    p.add_argument("--train-steps", dest="train_steps", type=int, default=600)
+    p.add_argument("--ddim-default-eps", dest="ddim_default_eps", action="store_true",
+                   help="diffusers DDIM with its default use_clipped_model_output=False")
     p.add_argument("--report", action="store_true")
     a = p.parse_args()
+    CLIPPED_EPS = not a.ddim_default_eps
     report(a) if a.report else main(a)

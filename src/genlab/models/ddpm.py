@@ -298,7 +298,8 @@ class DDPM(DenoiserFamily):
         if self.config.parameterization == "levels":   # L_simple on the ε implied by the level posterior
             mse = ((to_eps_x0(pred, xt, ab, "x0")[0] - eps) ** 2).mean()
         else:
-            target = {"eps": eps, "x0": x0, "v": v_target(x0, eps, ab)}[self.config.parameterization]
+            param = self.config.parameterization
+            target = eps if param == "eps" else x0 if param == "x0" else v_target(x0, eps, ab)
             mse = ((pred - target) ** 2).mean()
         if self.config.variance != "learned":
             return mse
