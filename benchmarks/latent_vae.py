@@ -3,7 +3,7 @@
     nice -n 5 python benchmarks/latent_vae.py digits --models normal,mog,vamp,flow,hvae [--steps 3000]
     nice -n 5 python benchmarks/latent_vae.py mnist5k --models normal --steps 6000
     nice -n 5 python benchmarks/latent_vae.py digits --models normal --set dropout=0.3 iwae_k=10 --tune
-    python benchmarks/latent_report.py      # rewrites benchmarks/results/latent.md from the saved rows
+    python benchmarks/latent_report.py --write   # rewrites benchmarks/results/latent.md from the saved rows
 
 Training goes through ``gl.train`` in rounds of ``--round`` steps (resumed, so the optimiser
 state and the data order carry on); after each round the model is scored on the VALIDATION
