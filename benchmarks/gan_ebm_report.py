@@ -60,20 +60,20 @@ def mode_table(rs: list[dict]) -> list[str]:
 
 
 def mode_settings(rs: list[dict]) -> list[str]:
-    seen, out = set(), ["| loss | steps | batch | hidden | latent | lr (lr_d / lr_g) | n_critic | Adam β | EMA | schedule | pac |",
-                        "|---|---|---|---|---|---|---|---|---|---|---|"]
+    seen, out = set(), ["| loss | data | steps | batch | hidden | latent | lr (lr_d / lr_g) | n_critic | Adam β | EMA | schedule | pac |",
+                        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for loss in LOSS_ORDER:
         for r in rs:
             if r["loss"] != loss:
                 continue
-            key = (loss, r["steps"], r["batch"], tuple(r["hidden"]), r["latent"], r["lr"], r["lr_d"], r["lr_g"],
+            key = (loss, r["data"], r["steps"], r["batch"], tuple(r["hidden"]), r["latent"], r["lr"], r["lr_d"], r["lr_g"],
                    r["n_critic"], str(r["betas"]), r["ema"], r["schedule"], r["pac"])
             if key in seen:
                 continue
             seen.add(key)
             nc = r["n_critic"] or (5 if loss.startswith("wgan") else 1)
             betas = r["betas"] or ([0.5, 0.9] if loss.startswith("wgan") else [0.5, 0.999])
-            out.append(f"| {loss} | {r['steps']} | {r['batch']} | {'×'.join(map(str, r['hidden']))} | {r['latent']} | "
+            out.append(f"| {loss} | {r['data']} | {r['steps']} | {r['batch']} | {'×'.join(map(str, r['hidden']))} | {r['latent']} | "
                        f"{r['lr']:g} ({r['lr_d'] or '–'} / {r['lr_g'] or '–'}) | {nc} | {tuple(betas)} | {r['ema']} | "
                        f"{r['schedule']} | {r['pac']} |")
     return out
