@@ -230,7 +230,7 @@ Issue 6 targets, and where they stand:
 - "`digits` and `mnist5k`: DDPM bound in bits/dim and nats/image, ODE likelihood, and sample quality against NFE
   (1, 2, 4, 8, 16, 32, 100, 1000) for DDPM, DDIM, flow matching, rectified flow and rectified flow after reflow
   (with the feature-network distance …)" — digits: all measured (below); mnist5k: bound, FM ODE likelihood and a
-  shorter NFE table (see its section for what was cut).
+  shorter NFE table, all of undertrained models (see the notes for what was cut).
 - "target: rectified flow after reflow at 4 NFE within 10 % of its own 100-NFE quality" — measured with the
   feature FD below (met / not met stated under each table).
 - "Side by side with peers … diffusers' DDPM/DDIM schedulers: steps/s ratio, sampling time per NFE, quality at
@@ -256,6 +256,36 @@ NOTES = """## Notes (read before quoting)
   draw; a bound on −log P of the levels only in expectation over the dequantisation, and a Hutchinson estimate) is
   reported in each NFE section. A probability-flow-ODE likelihood of the DDPM itself was not computed: the DDPM is
   trained on the undequantised levels, so its ODE density on dequantised data is not a meaningful comparison.
+- Quality vs NFE, digits: FD/KID on 447 samples (one seed) move by ≈ ±2 FD between neighbouring step counts
+  (DDPM 5.8 at 100 steps, 8.9 at 1000); the train-vs-test reference (FD 5.99) is of the same size as that noise,
+  so "at the reference" is all one can say of the best cells. `cfm` with σ_min = 1e-4 and `rectified` are the
+  same path up to σ_min, hence the near-identical columns. Reflow meets its target (4 NFE within 8 % of its
+  100-NFE FD) and is far better than the rectified flow at 1–2 NFE (FD 38.6 vs 367 at 1 NFE), but its many-step
+  quality (FD ≈ 33) is worse than the rectified flow it came from (≈ 11): one reflow on only 1000 noise–sample
+  pairs for 3000 steps (≈ 380 passes over the pairs) overfits the pairs; more pairs (they cost ≈ 2 ms each)
+  would be the first thing to try — not done for lack of time.
+- **mnist5k (28×28, 256 levels) — what was cut.** Only an MLP (width 512, 3000 steps, 140 s CPU) ε-model: its
+  bound, 5273 ± 6 nats/image = 9.70 bits/dim (all-T), is worse than uniform (8 bits/dim): every group of terms
+  is large (decoder 769, t = 1..10 1489, 11..100 1138, 101..999 1877 nats), i.e. undertrained as well as hit by
+  the same early-step problem as digits. The `levels` parameterisation is impractical at 256 levels (a 256-fold
+  output layer); the natural next step is a 2-output prior head (a discretised Gaussian/logistic prior over the
+  levels combined with the same forward likelihood) — not done. The U-Net at 28×28 (≈ 10× the 8×8 cost per
+  step) was not trained. The NFE table is shorter (NFE 1, 4, 16, 100; 500 samples; FM/rectified/reflow only 1000
+  steps), so mnist5k qualities are those of undertrained models: every cell is far from the data (FD 790–5456
+  against the train-vs-test reference 5.0), and the nominal "met" of the reflow target there says nothing.
+  The FM ODE likelihood, 3988 nats = 7.34 bits/dim (kind `estimate`), is just below uniform.
+- **diffusers side by side.** DDPM: with the same network, betas, timesteps and generator the two samplers give
+  the same images (identical FD/KID), so the comparison is purely of sampler overhead: per-NFE time ratios
+  0.88–1.00 by wall and genlab's CPU per NFE 1–4 % above diffusers' in a first run (steps 10, 50, 100, 1000,
+  3 repeats each) — within the run-to-run spread under load 6–7; the network call is ≈ 9 ms of each ≈ 9.5 ms
+  step. DDIM: with diffusers' defaults (`use_clipped_model_output=False`: x̂₀ clipped but the unclipped ε̂ reused)
+  its samples were much worse than genlab's (FD 50–117 vs 20–31 at 10–1000 steps, first run,
+  `--ddim-default-eps`); the table above sets `use_clipped_model_output=True`, genlab's rule. diffusers' DDIM
+  also steps to t − T/steps rather than to the next listed timestep with `linspace` spacing. Training: the engine
+  (`gl.train`) spends ≈ 8–20 % more CPU per step than a bare loop with the same network, loss and optimiser;
+  cProfile of gl.train shows the DDPM loss (genlab's q_sample is the same arithmetic as `add_noise`) is not where
+  it goes — backward, Adam (single-tensor on CPU in both) and the engine's per-step bookkeeping are; the one
+  waste in the loss (the v-target computed for every parameterisation) was fixed. The engine is the lead's.
 - At 1–2 NFE DDPM/DDIM take a single step from t = 999 (x̂₀ clipped), hence their poor scores there; DDPM/DDIM
   below ≈ 16 steps use evenly spaced steps of the 1000 (no schedule tuning for few steps).
 - Earlier figures in this file (first session: MLP ε-model bound 243 nats, energy-distance NFE table) are
