@@ -64,7 +64,10 @@ def run_one(toy, family, seed, a, model_kw):
     nfe = m.last_nfe
     nll_wall, nll_cpu = time.time() - w0, time.process_time() - c0
     g = torch.Generator().manual_seed(10_000 + seed)
-    s = m.sample(a.n_ed, generator=g, sampler="dopri5", rtol=a.rtol, atol=a.atol)
+    # score-sde: dopri5 on the probability-flow ODE backwards to t_eps underflows its float32 step (stiff
+    # near t_eps), so its samples use RK4 with 100 steps (400 NFE) on the same ODE
+    sopts = dict(sampler="dopri5", rtol=a.rtol, atol=a.atol) if family == "flow-matching" else dict(sampler="rk4", steps=100)
+    s = m.sample(a.n_ed, generator=g, **sopts)
     ref = ev.x[len(ev.x) - a.n_ed:]      # held-out points not used for the NLL where the split allows
     H = ev.entropy
     paired = {}
@@ -77,7 +80,7 @@ def run_one(toy, family, seed, a, model_kw):
                            grad_clip=a.grad_clip, schedule="cosine"),
                 nll=round(nll.mean().item(), 4), nll_se=round(nll.std().item() / len(nll) ** 0.5, 4),
                 n_nll=len(nll), entropy=round(H, 4), kl_gap=round(nll.mean().item() - H, 4), nll_nfe=nfe, **paired,
-                rtol=a.rtol, atol=a.atol,
+                rtol=a.rtol, atol=a.atol, ed_sampler=sopts,
                 energy_distance=round(energy_distance(s, ref), 5),
                 data_vs_data=round(energy_distance(tr.x[:a.n_ed], ref), 5), n_ed=a.n_ed,
                 train_wall_s=round(train_wall, 1), train_cpu_s=round(train_cpu, 1),
@@ -112,9 +115,11 @@ def report(a):
         r0 = final[0]
         loads = [r["load"] for r in final]
         L += ["Command: `nice -n 5 python benchmarks/fm_toys.py run --families flow-matching,score-sde "
-              "--seeds 0,1,2` then `python benchmarks/fm_toys.py --report`.", "",
+              "--seeds 0,1,2` then `python benchmarks/fm_toys.py --report` (this session: stopped after seed 0 of "
+              "flow matching; score-sde run as `--families score-sde --seeds 0`).", "",
               f"Machine: 2-core CPU shared with other sessions, torch {torch.__version__}, 1 thread; date "
-              f"{r0['date'][:10]}; genlab commit {r0['commit']}; 1-minute load average {min(loads):.1f}–{max(loads):.1f} "
+              f"{r0['date'][:10]}; genlab commits {', '.join(sorted({r['commit'] for r in final}))} (the shared tree moved "
+              f"between runs; other engineers' commits); 1-minute load average {min(loads):.1f}–{max(loads):.1f} "
               "at the end of each run (wall times are inflated by the load; CPU seconds are the process's own).", ""]
     fams = sorted({r["family"] for r in final})
     for fam in fams:
@@ -123,7 +128,8 @@ def report(a):
         L += [f"## {fam}", "",
               f"Settings: {json.dumps(r0['config'])}, network {json.dumps(r0['net'])}, training "
               f"{json.dumps(r0['train'])}; NLL on the first {r0['n_nll']} test points, exact divergence, dopri5 "
-              f"rtol={r0['rtol']} atol={r0['atol']}; energy distance of {r0['n_ed']} dopri5 samples to "
+              f"rtol={r0['rtol']} atol={r0['atol']}; energy distance of {r0['n_ed']} samples "
+              f"({json.dumps(r0.get('ed_sampler', {'sampler': 'dopri5', 'rtol': r0['rtol']}))}) to "
               f"{r0['n_ed']} other test points. Median over seeds (each seed's gap ± s.e. listed).", "",
               "| toy | seeds | KL gap (median) | per seed ± s.e. | target ≤ 0.05 | paired KL (exact p) | energy dist. "
               "(median) | data vs data | NLL NFE | train wall / CPU s | NLL wall / CPU s |",
