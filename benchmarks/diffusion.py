@@ -275,17 +275,21 @@ NOTES = """## Notes (read before quoting)
   against the train-vs-test reference 5.0), and the nominal "met" of the reflow target there says nothing.
   The FM ODE likelihood, 3988 nats = 7.34 bits/dim (kind `estimate`), is just below uniform.
 - **diffusers side by side.** DDPM: with the same network, betas, timesteps and generator the two samplers give
-  the same images (identical FD/KID), so the comparison is purely of sampler overhead: per-NFE time ratios
-  0.88–1.00 by wall and genlab's CPU per NFE 1–4 % above diffusers' in a first run (steps 10, 50, 100, 1000,
-  3 repeats each) — within the run-to-run spread under load 6–7; the network call is ≈ 9 ms of each ≈ 9.5 ms
-  step. DDIM: with diffusers' defaults (`use_clipped_model_output=False`: x̂₀ clipped but the unclipped ε̂ reused)
-  its samples were much worse than genlab's (FD 50–117 vs 20–31 at 10–1000 steps, first run,
-  `--ddim-default-eps`); the table above sets `use_clipped_model_output=True`, genlab's rule. diffusers' DDIM
-  also steps to t − T/steps rather than to the next listed timestep with `linspace` spacing. Training: the engine
-  (`gl.train`) spends ≈ 8–20 % more CPU per step than a bare loop with the same network, loss and optimiser;
-  cProfile of gl.train shows the DDPM loss (genlab's q_sample is the same arithmetic as `add_noise`) is not where
-  it goes — backward, Adam (single-tensor on CPU in both) and the engine's per-step bookkeeping are; the one
-  waste in the loss (the v-target computed for every parameterisation) was fixed. The engine is the lead's.
+  the same images (identical FD/KID), so the comparison is purely of sampler overhead. Over two runs (the table:
+  steps 10 and 100; a first run, steps 10, 50, 100, 1000 with diffusers' default DDIM: results/diffusion_peers.json as of commit edc3c8c)
+  genlab's CPU per NFE was −6 % … +4 % of diffusers' except DDPM at 100 steps, +15 % in both runs (11.6 vs
+  10.1 ms); per-NFE wall ratios 0.83–1.13. So genlab's sampler is **not** shown to be as fast everywhere: its step
+  gathers per-example schedule constants and rebuilds ε̂ from the clipped x̂₀ on full tensors where diffusers uses
+  Python scalars; precomputing per-step scalars in `DDPM.sample` is the fix to try (not done: out of time).
+  DDIM: with diffusers' defaults (`use_clipped_model_output=False`: x̂₀ clipped but the unclipped ε̂ reused) its
+  samples were much worse than genlab's in the first run (FD 50–117 vs 20–31 at 10–1000 steps); with
+  `use_clipped_model_output=True` (genlab's rule, the table) they agree at 100 steps (21.2 vs 20.9) and differ at
+  10 (36.9 vs 31.5) because diffusers' DDIM steps to t − T/steps rather than to the next listed timestep.
+  Training: gl.train vs a bare loop with `add_noise`, same network, loss and optimiser: paired steps/s ratio 1.14
+  by wall and 1.01 by CPU in the table's run (0.92 by CPU in the first, 300-step run): equal within noise.
+  cProfile of gl.train: backward, Adam (single-tensor on CPU in both) and the engine's per-step bookkeeping
+  dominate, not the DDPM loss; the one waste in the loss (the v-target computed for every parameterisation) was
+  fixed.
 - At 1–2 NFE DDPM/DDIM take a single step from t = 999 (x̂₀ clipped), hence their poor scores there; DDPM/DDIM
   below ≈ 16 steps use evenly spaced steps of the 1000 (no schedule tuning for few steps).
 - Earlier figures in this file (first session: MLP ε-model bound 243 nats, energy-distance NFE table) are
