@@ -49,7 +49,7 @@ def tuned_line(lines, t, rs):
     kw = {**rs[0].get("model_kw", {}), **rs[0].get("train_kw", {})}
     med = fb.median([r["kl_gap"] for r in rs])
     lines.append(f"| {t} | {', '.join(f'{k}={v}' for k, v in kw.items()) or 'default'} | {rs[0]['steps']} | "
-                 + ", ".join(fb.fmt(r["kl_gap"]) for r in rs) + f" | **{fb.fmt(med)}** | "
+                 + ", ".join(fb.fmt(r["kl_gap"]) for r in rs) + f" | **{fb.fmt(med)}** ({len(rs)} seed{'s' * (len(rs) > 1)}) | "
                  f"{fb.fmt(fb.median([r['val_gap'] for r in rs]))} | {'met' if med <= 0.05 else 'not met'} | "
                  f"{fb.median([r['train_seconds'] for r in rs]):.0f} | "
                  f"{fb.median([r['cpu_seconds'] for r in rs]):.0f} | "
@@ -104,16 +104,15 @@ def report(rows, path=REPORT, cmd=""):
             for r in tuned:   # one line per toy and settings; a seed run twice counts once (the last run)
                 if r["data"] == t:
                     configs.setdefault(fb.job_key(dict(r, seed=0)), {})[r["seed"]] = r
-            if not configs:   # not re-run with 3 seeds: the earlier single 2000-step run (default config), marked
-                old = [r for r in rows if r["model"] == "nsf" and r["data"] == t and r["steps"] == 2000
-                       and not r.get("tuned")]
-                if old:
-                    r = old[-1]
-                    lines.append(f"| {t} | default (earlier run, 1 seed only) | {r['steps']} | {fb.fmt(r['kl_gap'])} | "
-                                 f"**{fb.fmt(r['kl_gap'])}** (1 seed) | — | "
-                                 f"{'met' if r['kl_gap'] <= 0.05 else 'not met'} (1 seed) | {r['train_seconds']:.0f} "
-                                 f"| — | — |")
-                continue
+            # the earlier single 2000-step run (default config, torch's default initialisation seed), marked
+            old = [r for r in rows if r["model"] == "nsf" and r["data"] == t and r["steps"] == 2000
+                   and not r.get("tuned")]
+            if old:
+                r = old[-1]
+                lines.append(f"| {t} | default (earlier run) | {r['steps']} | {fb.fmt(r['kl_gap'])} | "
+                             f"**{fb.fmt(r['kl_gap'])}** (1 seed) | — | "
+                             f"{'met' if r['kl_gap'] <= 0.05 else 'not met'} (1 seed) | {r['train_seconds']:.0f} "
+                             f"| — | — |")
             for rs in configs.values():
                 rs = [rs[k] for k in sorted(rs)]
                 tuned_line(lines, t, rs)
