@@ -12,6 +12,8 @@ ORDER = ["bench_quick", "bench_digits", "engine", "realnvp", "flows", "flows_pee
          "vae_peers", "gan_ebm", "diffusion", "diffusion_peers", "fm_toys", "fm_peers", "metrics", "feature_nets",
          "rate"]
 
+INCLUDED = {"diffusion_bound", "diffusion_peers"}    # parts of diffusion.md (benchmarks/diffusion.py report)
+
 HEADER = """# genlab benchmarks
 
 Every figure here was measured by the command shown next to it, on the machine and date stated
@@ -26,7 +28,9 @@ Regenerate this file with `python benchmarks/assemble.py` after rerunning a benc
 
 
 def main():
-    files = {p.stem: p for p in (ROOT / "results").glob("*.md")}
+    # notes and partial tables that a topic's own report already includes are not sections of their own
+    files = {p.stem: p for p in (ROOT / "results").glob("*.md")
+             if not p.stem.endswith(("_notes", ".notes")) and p.stem not in INCLUDED}
     names = [n for n in ORDER if n in files] + sorted(set(files) - set(ORDER))
     toc = "\n".join(f"- [{n}](#{n})" for n in names)
     parts = [HEADER, "## Contents\n\n" + toc + "\n"]

@@ -180,13 +180,15 @@ def main(argv=None):
     ap.add_argument("--report", action="store_true", help="only write the report")
     ap.add_argument("--nsf-tuned", action="store_true", help="NSF with the per-toy tuned settings, 3 seeds")
     ap.add_argument("--nsf-longer", action="store_true", help="with --nsf-tuned: the hard settings at 3000 steps")
+    ap.add_argument("--nsf-steps", type=int, help="with --nsf-tuned: the hard settings at this many steps")
     a = ap.parse_args(argv)
     models = [m for m in a.models.split(",") if m]
     if not a.report:
         # priority order (the machine is shared): digits first, then the toys one at a time across flows
         toys = [t for t in a.toys.split(",") if t]
         if a.nsf_tuned:
-            fb.run_all(nsf_tuned_jobs(toys, settings=NSF_LONGER if a.nsf_longer else None), RESULTS, workers=a.workers)
+            settings = dict(NSF_HARD, steps=a.nsf_steps) if a.nsf_steps else NSF_LONGER if a.nsf_longer else None
+            fb.run_all(nsf_tuned_jobs(toys, settings=settings), RESULTS, workers=a.workers)
             return report(fb.load(RESULTS))
         jobs = [] if a.no_digits else digits_jobs([m for m in models if m != "iaf"], steps=a.digits_steps)
         if not a.no_toys:
