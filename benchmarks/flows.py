@@ -62,7 +62,7 @@ def report(rows, path=REPORT, cmd=""):
              "Commands: `python benchmarks/flows.py --workers 4` (toys at 500 steps, digits at 1000 steps), "
              "`python benchmarks/flows.py --models nsf --toy-steps 2000 --no-digits --workers 4` (longer NSF runs); "
              "`python benchmarks/flows.py --nsf-tuned --toys rings,2spirals,checkerboard --workers 1` (NSF against the "
-             "target, 3 seeds; `--nsf-longer` for 3000 steps); "
+             "target, 3 seeds; `--nsf-longer` for 3000 steps, `--nsf-steps 5000` for the checkerboard row that meets it); "
              "RealNVP 1500/2000-step runs from `python benchmarks/realnvp.py`; this file rewritten by "
              "`python benchmarks/flows.py --report`.  ", f"Date: {datetime.date(2026, 11, 22)}; "
              f"genlab commit {fb.git_rev()}; machine: {fb.machine()}.  ",
