@@ -17,11 +17,18 @@ def test_gumbel_softmax_argmax_follows_softmax_and_hard_passes_gradients():
     p = torch.softmax(logits[0], 0)
     assert ((freq - p).abs() < 4 * (p * (1 - p) / 40000).sqrt()).all(), (freq, p)
     torch.testing.assert_close(y.sum(-1), torch.ones(40000))
+    # straight-through: the forward value is the one-hot argmax of the relaxed sample drawn with the same
+    # noise, and the gradient is exactly the relaxed sample's gradient (Jang et al. 2017, §2.2)
     lg = torch.randn(3, 5, requires_grad=True)
-    h = gumbel_softmax(lg, 1.0, hard=True)
-    assert ((h == 0) | (h == 1)).all()
-    (h * torch.randn(3, 5)).sum().backward()
-    assert lg.grad.abs().sum() > 0
+    w = torch.randn(3, 5)
+    h = gumbel_softmax(lg, 1.0, hard=True, generator=torch.Generator().manual_seed(3))
+    (h * w).sum().backward()
+    grad_hard, lg.grad = lg.grad.clone(), None
+    soft = gumbel_softmax(lg, 1.0, hard=False, generator=torch.Generator().manual_seed(3))
+    (soft * w).sum().backward()
+    assert torch.equal(h.detach(), F.one_hot(soft.detach().argmax(-1), 5).float())
+    assert grad_hard.abs().sum() > 0
+    torch.testing.assert_close(grad_hard, lg.grad)
 
 
 def test_bounds_against_the_enumerated_marginal():

@@ -342,9 +342,10 @@ def train(model: GenerativeModel, data: Dataset, *, steps: int = 2000, out=None,
             raise TrainingError("keep_best=True needs validation data: pass val=")
         if cfg.eval_every < 0:
             raise TrainingError("keep_best=True needs validation: eval_every must be >= 0 (e.g. 100)")
-        if len(list(model.phases())) != 1:
+        n_phases = len(list(model.phases()))
+        if n_phases != 1:
             raise TrainingError(f"keep_best=True needs a single-phase model; {model.name} trains "
-                                f"{len(list(model.phases()))} phases whose losses do not measure fit")
+                                f"{n_phases} phases whose losses do not measure fit")
     if len(data) == 0:
         raise TrainingError("the training data set is empty")
     if data.info != model.info and tuple(data.info.shape) != tuple(model.info.shape):
