@@ -121,7 +121,9 @@ def test_bad_requests_are_refused_with_4xx_and_store_nothing(server):
 
 
 def test_audio_needs_played_to_end_and_minimum_time(server):
-    test, port, _ = server("pairwise", "audio", n_systems=2, n_items=2, min_time_s=0.4, attention_checks=0)
+    # min_time 2 s: long enough that the three quick requests below arrive inside it even on a loaded
+    # machine (with 0.4 s they did not always: the server's own clock then rightly accepted the answer)
+    test, port, _ = server("pairwise", "audio", n_systems=2, n_items=2, min_time_s=2.0, attention_checks=0)
     a = Participant(port)
     a.start()
     _, nxt = a.req("GET", "/api/next")
@@ -131,12 +133,12 @@ def test_audio_needs_played_to_end_and_minimum_time(server):
     assert st == 422 and "play every recording" in r["error"]
     st, r = request(port, "POST", "/api/response", _answer_body(a, t, {"choice": "left"}, rt_ms=100), token=a.token)
     assert st == 422 and "too quickly" in r["error"]
-    # the client claims 1.5 s but the server served the trial a moment ago
-    st, r = request(port, "POST", "/api/response", _answer_body(a, t, {"choice": "left"}), token=a.token)
+    # the client claims 5 s but the server served the trial a moment ago
+    st, r = request(port, "POST", "/api/response", _answer_body(a, t, {"choice": "left"}, rt_ms=5000), token=a.token)
     assert st == 422 and "too quickly" in r["error"]
     assert db_rows(test) == []
-    time.sleep(0.4)
-    st, r = request(port, "POST", "/api/response", _answer_body(a, t, {"choice": "left"}), token=a.token)
+    time.sleep(2.0)
+    st, r = request(port, "POST", "/api/response", _answer_body(a, t, {"choice": "left"}, rt_ms=5000), token=a.token)
     assert st == 200
 
 
