@@ -152,12 +152,24 @@ def test_ema_matches_hand_computation():
     d = 0.7
     theta = [state(T.make(data=ds))] + [state(gl.train(T.make(data=ds), ds, steps=k, **FAST).model)
                                         for k in (1, 2, 3)]
-    ema = gl.train(T.make(data=ds), ds, steps=3, ema=d, **FAST)
+    ema = gl.train(T.make(data=ds), ds, steps=3, ema=d, ema_warmup=False, **FAST)
     for k in theta[0]:
         # θ̄₃ = d³θ₀ + d²(1−d)θ₁ + d(1−d)θ₂ + (1−d)θ₃
         want = d**3 * theta[0][k] + d**2 * (1 - d) * theta[1][k] + d * (1 - d) * theta[2][k] + (1 - d) * theta[3][k]
         torch.testing.assert_close(ema.model.state_dict()[k], want, rtol=1e-6, atol=1e-7)
         assert not torch.allclose(want, theta[3][k])          # the average differs from the raw weights
+    # with the warm-up (the default) step n uses dₙ = min(d, (1+n)/(10+n)): d₁ = 2/11, d₂ = 3/12, d₃ = 4/13
+    d = 0.3                                                   # d₃ = 4/13 > 0.3: the cap is reached at n = 3
+    ds_ = [min(d, (1 + n) / (10 + n)) for n in (1, 2, 3)]
+    assert ds_[0] == pytest.approx(2 / 11) and ds_[1] == pytest.approx(0.25) and ds_[2] == 0.3
+    warm = gl.train(T.make(data=ds), ds, steps=3, ema=d, **FAST)
+    for k in theta[0]:
+        want = theta[0][k]
+        for n in (1, 2, 3):
+            want = ds_[n - 1] * want + (1 - ds_[n - 1]) * theta[n][k]
+        torch.testing.assert_close(warm.model.state_dict()[k], want, rtol=1e-6, atol=1e-7)
+        weight0 = ds_[0] * ds_[1] * ds_[2]                    # θ₀'s share: 0.0136 with, 0.027 without warm-up
+        assert weight0 < 0.6 * d**3
 
 
 def test_phases_repeats_and_own_parameters():

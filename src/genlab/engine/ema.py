@@ -1,8 +1,15 @@
 """Exponential moving average of a model's parameters (Polyak averaging).
 
-After every training step,  θ̄ ← d·θ̄ + (1 − d)·θ   (d = ``TrainConfig.ema``), with θ̄₀ = θ₀;
-buffers (running statistics, flags) are copied, not averaged. Implemented as
-``θ̄.lerp_(θ, 1 − d)`` = θ̄ + (1 − d)(θ − θ̄), the same update in one fused operation.
+After training step n (n = 1, 2, …),  θ̄ₙ ← dₙ·θ̄ₙ₋₁ + (1 − dₙ)·θₙ,  with θ̄₀ = θ₀ and
+
+    dₙ = min(d, (1 + n) / (10 + n))      (warm-up on, the default)      or      dₙ = d      (off),
+
+d = ``TrainConfig.ema``. Without the warm-up the average starts at the random initial weights and
+a run of N steps still carries dᴺ of them (0.999²⁰⁰⁰ ≈ 13.5 %); the warm-up lets the early average
+follow the weights (d₁ = 2/11, d₁₀ = 0.55, d₁₀₀ ≈ 0.93) and reaches d after about 9/(1 − d) steps.
+This is the schedule of TensorFlow's ``ExponentialMovingAverage(num_updates=…)``. Buffers (running
+statistics, flags) are copied, not averaged. Implemented as ``θ̄.lerp_(θ, 1 − dₙ)`` =
+θ̄ + (1 − dₙ)(θ − θ̄), the same update in one fused operation.
 """
 from __future__ import annotations
 
@@ -13,12 +20,13 @@ from torch import nn
 
 
 class EMA:
-    """A frozen copy of ``model`` whose floating-point parameters follow θ̄ ← d·θ̄ + (1 − d)·θ."""
+    """A frozen copy of ``model`` whose floating-point parameters follow θ̄ ← dₙ·θ̄ + (1 − dₙ)·θ."""
 
-    def __init__(self, model: nn.Module, decay: float):
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = True):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"ema decay must lie in (0, 1), got {decay}")
         self.decay = decay
+        self.warmup = warmup
         self.model = copy.deepcopy(model)
         self.model.requires_grad_(False)
         self.model.eval()
@@ -27,11 +35,16 @@ class EMA:
         src = dict(model.named_parameters())
         return [(p, src[k]) for k, p in self.model.named_parameters() if p.dtype.is_floating_point]
 
+    def decay_at(self, n: int) -> float:
+        """dₙ, the decay used by the n-th update (n ≥ 1)."""
+        return min(self.decay, (1.0 + n) / (10.0 + n)) if self.warmup else self.decay
+
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, n: int) -> None:
+        """Fold in the weights after training step ``n`` (1-based; it sets the warm-up decay)."""
         pairs = self._pairs(model)
         if pairs:
-            torch._foreach_lerp_([a for a, _ in pairs], [b.detach() for _, b in pairs], 1.0 - self.decay)
+            torch._foreach_lerp_([a for a, _ in pairs], [b.detach() for _, b in pairs], 1.0 - self.decay_at(n))
         src = dict(model.named_buffers())
         for k, b in self.model.named_buffers():
             b.copy_(src[k])

@@ -55,8 +55,10 @@ class TrainConfig:
     measured in benchmarks/results/engine.md: on these shared 2-core machines 1 thread is as fast
     as 2 for small models and does not collapse when another process is busy. ``None`` = leave as is.
     eval_every / sample_every: 0 = only at the end, -1 = never. checkpoint_every: 0 = only at the end.
-    ema: decay d of θ̄ ← d·θ̄ + (1−d)·θ after every step (0 = off); the exported model (final/,
+    ema: decay d of θ̄ ← dₙ·θ̄ + (1−dₙ)·θ after every step n (0 = off); the exported model (final/,
     ``Run.model``) then carries the EMA weights, checkpoint/ keeps the raw ones for resuming.
+    ema_warmup: dₙ = min(d, (1+n)/(10+n)) (default) so the average forgets the random initial weights;
+    False gives dₙ = d from the first step (engine/ema.py).
     precision: "fp32" or "bf16" (autocast of the loss computation; weights and optimiser stay fp32).
     device: "auto" (a GPU when Accelerate finds one), "cpu" or "cuda".
     overwrite: allow starting afresh in an ``out`` that already holds a run (its files are replaced).
@@ -77,6 +79,7 @@ class TrainConfig:
     schedule: str = "constant"          # constant | cosine (to 0 at the last step, after warm-up)
     seed: int = 0
     ema: float = 0.0                    # EMA decay; 0 = off
+    ema_warmup: bool = True             # decay min(ema, (1+n)/(10+n)) at step n
     threads: int | None = 1
     precision: str = "fp32"             # fp32 | bf16
     device: str = "auto"                # auto | cpu | cuda
@@ -408,7 +411,7 @@ def _train(model: GenerativeModel, data: Dataset, cfg: TrainConfig, out: Path | 
     wrapped = acc.prepare(model)
     module: GenerativeModel = acc.unwrap_model(wrapped)
     base_lrs = [[g["lr"] for g in o.param_groups] for o in opts]
-    ema = EMA(module, cfg.ema) if cfg.ema else None
+    ema = EMA(module, cfg.ema, cfg.ema_warmup) if cfg.ema else None
 
     # ---- start or resume ----
     start, history = 0, []
@@ -430,7 +433,7 @@ def _train(model: GenerativeModel, data: Dataset, cfg: TrainConfig, out: Path | 
         if ema is not None:
             if ckpt["ema"] is None:
                 warnings.warn(f"{ckpt_dir} has no EMA weights; the EMA restarts from the current weights")
-                ema = EMA(module, cfg.ema)
+                ema = EMA(module, cfg.ema, cfg.ema_warmup)
             else:
                 ema.load_state_dict(ckpt["ema"])
         start = int(st["step"])
@@ -526,7 +529,7 @@ def _train(model: GenerativeModel, data: Dataset, cfg: TrainConfig, out: Path | 
                     for k, v in ext.items():
                         _add(sums, counts, k, v)
             if ema is not None:
-                ema.update(module)
+                ema.update(module, step)
 
             record: dict[str, Any] = {}
             if step % cfg.log_every == 0 or step == cfg.steps:
