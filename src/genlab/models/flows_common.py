@@ -340,6 +340,72 @@ class AffineCoupling(Transform):
         return x, -_sum_per_example(s)
 
 
+class ImageContextConvNet(nn.Module):
+    """ConvNet on the channel concatenation [x, c] of an input image x and a context *image* c of the
+    same height and width (the data, for a dequantiser q(u | x))."""
+
+    def __init__(self, in_ch: int, ctx_ch: int, out_ch: int, hidden: int = 32, act: str = "relu"):
+        super().__init__()
+        self.net = ConvNet(in_ch + ctx_ch, out_ch, hidden, 0, act)
+
+    def forward(self, x, context=None):
+        return self.net(torch.cat([x, context], 1))
+
+
+class VariationalDequantizer(nn.Module):
+    """A learned dequantisation density q(u | x) on (0, 1)^D (Ho et al. 2019, Flow++ §3.1):
+
+        ε ~ N(0, I),   v = g⁻¹(ε; x),   u = σ(v),
+        ln q(u | x) = ln N(ε; 0, I) − ln|det ∂v/∂ε| − Σ_i ln σ'(v_i),   ln σ'(v) = ln σ(v) + ln σ(−v),
+
+    where g is a conditional flow: a first affine layer whose (s, t) depend on x only (a coupling
+    with an empty mask: a per-dimension Gaussian in logit space), then ``num_layers − 1`` affine
+    couplings (checkerboard masks for images, halves for vectors) whose conditioners see the
+    other half of v and x. Images use conv conditioners on [v, x], vectors MLPs on [v, x]. The
+    model's bound becomes ln P(x) ≥ E_q[ln p(x + u) − ln q(u | x)] (``likelihood.dequantize_with``).
+    """
+
+    def __init__(self, info, num_layers: int = 4, hidden: int = 32, act: str = "relu"):
+        super().__init__()
+        if not info.discrete:
+            raise ModelError("variational dequantisation is for discrete data")
+        self.K = info.num_levels
+        shape = tuple(info.shape)
+        D = math.prod(shape)
+        self.image = info.modality == "image" and len(shape) == 3
+        ts = []
+        for i in range(max(1, num_layers)):
+            if self.image:
+                C, H, W = shape
+                mask = torch.zeros(1, 1, H, W) if i == 0 else checkerboard_mask(H, W, i % 2)
+                net = ImageContextConvNet(C, C, 2 * C, hidden, act)
+            else:
+                mask = torch.zeros(1, D)
+                if i > 0:
+                    mask[:, : (D + 1) // 2] = 1
+                    if i % 2 == 0:
+                        mask = 1 - mask
+                net = ContextMLP(D, 2 * D, (2 * hidden, 2 * hidden), context_dim=D, act=act)
+            if not self.image and D == 1 and i > 0:
+                break                                   # 1-D: only the x-conditioned layer
+            ts.append(AffineCoupling(mask, net, scale_bound=3.0))
+        self.flow = Compose(ts)
+        self.shape = shape
+
+    def _context(self, x):
+        c = 2 * x.float() / max(self.K - 1, 1) - 1            # levels → [−1, 1]
+        return c if self.image else c.reshape(c.shape[0], -1)
+
+    def forward(self, x, generator=None):
+        """Draw u ~ q(· | x) (one per example) with ln q(u | x). Returns ``(u, log_q)``, u shaped like x."""
+        dtype = next(self.parameters()).dtype
+        ctx = self._context(x).to(dtype)
+        eps = torch.randn(ctx.shape, generator=generator).to(ctx.device, dtype)   # float32 draws, as in the tests
+        v, ld = self.flow.inverse(eps, ctx)                     # ld = ln|det ∂v/∂ε|
+        log_q = std_normal_log_prob(eps) - ld - _sum_per_example(F.logsigmoid(v) + F.logsigmoid(-v))
+        return torch.sigmoid(v).reshape(x.shape), log_q
+
+
 # ---------------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------------
@@ -379,6 +445,13 @@ class FlowModel(GenerativeModel):
             context_dim = math.prod(info.cond_shape or (1,))
         self.context_dim = context_dim
         self.flow = self.build_flow(context_dim)
+        self.dequantizer = None
+        deq = getattr(self.config, "dequant", "uniform")
+        if deq not in ("uniform", "variational"):
+            raise ModelError(f"{self.name}: dequant must be 'uniform' or 'variational', got {deq!r}")
+        if info.discrete and deq == "variational":
+            self.dequantizer = VariationalDequantizer(info, getattr(self.config, "deq_layers", 4),
+                                                      getattr(self.config, "deq_hidden", 32))
 
     # ---- to implement -------------------------------------------------------------------------
     def build_flow(self, context_dim: int) -> Transform:  # pragma: no cover - abstract
@@ -427,9 +500,19 @@ class FlowModel(GenerativeModel):
         """Data → flow input z₀ with ln|det ∂z₀/∂(x + u)| per example (0 for continuous data)."""
         if not self.info.discrete:
             return x.float(), x.new_zeros(x.shape[0], dtype=torch.float32)
-        y, ld = L.uniform_dequantize(x, self.info.num_levels, generator=generator)
-        y = y.to(self.device)
-        ld = ld.to(self.device)
+        if self.dequantizer is None:            # u ~ U[0, 1)^D: ln q = 0
+            y, ld = L.uniform_dequantize(x, self.info.num_levels, generator=generator)
+            y, ld = y.to(self.device), ld.to(self.device)
+        else:                                      # u ~ q(u | x): the bound subtracts ln q(u | x)
+            u, log_q = self.dequantizer(x, generator)
+            y, ld = L.dequantize_with(x, u, self.info.num_levels)
+            ld = ld - log_q
+        z, ld2 = self._flow_input(y)
+        return z, ld + ld2
+
+    def _flow_input(self, y):
+        """Pre-processing of the dequantised y ∈ [0, 1)^D: (z₀, ln|det ∂z₀/∂y|)."""
+        ld = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
         if self.config.preprocess == "logit":
             z, ld2 = L.logit_transform(y, self.config.logit_alpha)
         elif self.config.preprocess == "affine":
@@ -438,7 +521,18 @@ class FlowModel(GenerativeModel):
             z, ld2 = y, torch.zeros_like(ld)
         else:
             raise ModelError(f"preprocess must be 'logit', 'affine' or 'none', got {self.config.preprocess!r}")
-        return z, ld + ld2
+        return z, ld2
+
+    def log_density_at(self, x, u, cond=None):
+        """ln p(x + u): the model's continuous density at the dequantised point (discrete data, u ∈
+        [0, 1)^D shaped like x), so that P(x) = ∫ p(x + u) du — computable by quadrature in low D."""
+        if not self.info.discrete:
+            raise ModelError(f"{self.name}: log_density_at is for discrete data")
+        context = self._context(cond, x.shape[0])
+        y, ld = L.dequantize_with(x.to(self.device), u.to(self.device), self.info.num_levels)
+        z0, ld_pre = self._flow_input(y)
+        z, ld_f = self.flow(z0, context)
+        return std_normal_log_prob(z) + ld_f + ld_pre + ld
 
     def postprocess(self, z):
         """Flow input space → data (discrete: undo pre-processing, floor, clamp to levels)."""
@@ -465,15 +559,22 @@ class FlowModel(GenerativeModel):
         z, ld = self.flow(z0, context)
         return std_normal_log_prob(z) + ld + ld_pre
 
-    def log_prob(self, x, cond=None, num_samples: int = 1, generator=None, **options):
+    def log_prob(self, x, cond=None, num_samples: int = 1, generator=None, importance: bool = False, **options):
         """ln p(x) in nats per example (exact for continuous data; dequantisation bound for discrete
-        data, averaged over ``num_samples`` draws of u)."""
+        data, averaged over ``num_samples`` draws of u).
+
+        ``importance=True`` (discrete data): ln (1/k) Σ_j p(x + u_j)/q(u_j | x) over the k draws
+        instead of the average of the logs — also a lower bound on ln P(x) in expectation, tighter,
+        and → ln P(x) as k → ∞ (Burda et al. 2016; ``likelihood.dequantize_with``)."""
         self._check(x, cond)
         context = self._context(cond, x.shape[0])
         if not self.info.discrete:
             return self._log_prob_once(x, context)
         k = max(1, int(num_samples))
-        return sum(self._log_prob_once(x, context, generator) for _ in range(k)) / k
+        lps = torch.stack([self._log_prob_once(x, context, generator) for _ in range(k)])
+        if importance:
+            return torch.logsumexp(lps, 0) - math.log(k)
+        return lps.mean(0)
 
     def loss(self, batch, phase="main"):
         x = batch["x"]
@@ -489,11 +590,16 @@ class FlowModel(GenerativeModel):
         x, _ = self.flow.inverse(z, context)
         return self.postprocess(x)
 
-    def likelihood_info(self, num_samples: int = 1, **options):
+    def likelihood_info(self, num_samples: int = 1, importance: bool = False, **options):
         d = {"kind": self.likelihood, "units": "nats/example", "dim": self.info.dim}
         if self.info.discrete:
-            d.update(dequantization="uniform", num_samples=int(num_samples), preprocess=self.config.preprocess,
-                     note="uniform-dequantisation bound: -log P(x) <= -E_u log p((x+u)/K) + D ln K")
+            if self.dequantizer is None:
+                note = "uniform-dequantisation bound: -log P(x) <= -E_u log p((x+u)/K) + D ln K"
+            else:
+                note = "variational-dequantisation bound: -log P(x) <= -E_q[log p(x+u) - log q(u|x)]"
+            d.update(dequantization="uniform" if self.dequantizer is None else "variational",
+                     num_samples=int(num_samples), estimator="importance-weighted" if importance else "mean",
+                     preprocess=self.config.preprocess, note=note)
         return d
 
 
@@ -506,5 +612,5 @@ def randomize_(module: nn.Module, std: float = 0.2, generator: torch.Generator |
 
 
 __all__ = ["Transform", "Compose", "ActNorm", "Permute", "InvertibleLinearLU", "Squeeze", "FactorOut", "Reshape", "Inverse", "ConvNet",
-           "ContextMLP", "AffineCoupling", "FlowModel", "checkerboard_mask", "channel_mask", "soft_clamp",
+           "ContextMLP", "AffineCoupling", "FlowModel", "VariationalDequantizer", "ImageContextConvNet", "checkerboard_mask", "channel_mask", "soft_clamp",
            "std_normal_log_prob", "randomize_", "F"]

@@ -60,6 +60,9 @@ class Glow(FlowModel):
         dropout: float = 0.0                     # vectors: dropout in the MLP conditioners
         preprocess: str = "logit"                # discrete data: logit | affine | none
         logit_alpha: float = 0.05
+        dequant: str = "uniform"                 # discrete data: uniform | variational (learned q(u|x), Flow++)
+        deq_layers: int = 4                      # variational dequantiser: layers
+        deq_hidden: int = 32                     # variational dequantiser: conv channels (MLP: 2× this)
         conditional: bool = False               # p(x | y): labels/conditions feed the conditioners
         cond_embed: int = 16
         seed: int = 0                            # initial rotations of the LU layers

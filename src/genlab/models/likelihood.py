@@ -50,7 +50,7 @@ LN2 = math.log(2.0)
 
 __all__ = [
     "LN2", "nats_to_bits_per_dim", "bits_per_dim_to_nats", "per_dim", "per_example",
-    "uniform_dequantize", "dequantization_log_jacobian", "quantize",
+    "uniform_dequantize", "dequantization_log_jacobian", "quantize", "dequantize_with",
     "logit_transform", "logit_inverse", "affine_transform", "affine_inverse",
     "levels_to_unit", "unit_to_levels",
     "categorical_log_prob", "discretized_logistic_log_prob", "discretized_mix_logistic_log_prob",
@@ -109,6 +109,29 @@ def uniform_dequantize(x: torch.Tensor, num_levels: int, generator: torch.Genera
     y = low + (high - low) * (x.to(dtype) + u) / num_levels
     logdet = torch.full((x.shape[0],), dequantization_log_jacobian(_dim_of(x), num_levels, low, high),
                         dtype=dtype, device=x.device)
+    return y, logdet
+
+
+def dequantize_with(x: torch.Tensor, u: torch.Tensor, num_levels: int, low: float = 0.0, high: float = 1.0):
+    """Dequantise integer levels ``x`` with a given noise ``u`` ∈ [0, 1)^D (e.g. drawn from a learned
+    q(u | x)): y = low + (high − low)·(x + u)/K. Returns ``(y, logdet)`` as :func:`uniform_dequantize`.
+
+    Variational dequantisation (Ho et al. 2019, Flow++ §3.1; Hoogeboom et al. 2021): for any
+    density q(u | x) on [0, 1)^D, P(x) = E_q[p(x + u) / q(u | x)], so by Jensen
+
+        ln P(x) ≥ E_{u ~ q(·|x)} [ln p(x + u) − ln q(u | x)]
+
+    with equality iff q(u | x) = p(x + u)/P(x); uniform dequantisation is q = 1. The caller
+    subtracts ln q(u | x) from ``logdet``. With k draws, ln (1/k) Σ_j p(x + u_j)/q(u_j | x) is a
+    tighter bound in expectation (importance weighting; Burda et al. 2016), still ≤ ln P(x).
+    """
+    if x.dtype.is_floating_point:
+        raise ValueError("dequantize_with expects integer levels; got floats")
+    if u.shape != x.shape:
+        raise ValueError(f"noise shape {tuple(u.shape)} != data shape {tuple(x.shape)}")
+    y = low + (high - low) * (x.to(u.dtype) + u) / num_levels
+    logdet = torch.full((x.shape[0],), dequantization_log_jacobian(_dim_of(x), num_levels, low, high),
+                        dtype=u.dtype, device=u.device)
     return y, logdet
 
 
