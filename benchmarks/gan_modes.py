@@ -29,11 +29,13 @@ RESULTS = Path(__file__).parent / "results"
 
 # shared settings, then per-loss overrides (found on seeds >= 100; see gan_ebm.md)
 # steps may be a per-dataset dict (the 25-mode grid needs longer than the ring)
-BASE = dict(steps={"ring8": 1500, "grid25": 2500}, batch=256, hidden=(128, 128, 128), latent=2, lr=1e-3,
+# session 3: 6000 / 12000 steps (seed-101 trajectories: ring8 85 / 95 / 98 % HQ at 1500 / 3000 / 6000 steps,
+# grid25 83 / 95 % at 4000 / 8000); session 2 ran 1500 / 2500 (rows tagged "final" in gan_modes.jsonl)
+BASE = dict(steps={"ring8": 6000, "grid25": 12000}, batch=256, hidden=(128, 128, 128), latent=2, lr=1e-3,
             lr_d=None, lr_g=None, ema=0.99, schedule="constant", pac=1, n_critic=0, betas=None)
 TUNED = {
     "ns": {}, "minimax": {}, "lsgan": {}, "hinge": {},
-    # 5 critic updates per step (the family's default): fewer steps for about the same CPU time
+    # 5 critic updates per step (the family's default): fewer steps for about the same CPU time (session 2)
     "wgan": dict(steps={"ring8": 300, "grid25": 500}, lr=5e-4),
     "wgan-gp": dict(steps={"ring8": 300, "grid25": 500}, lr=5e-4),
 }
@@ -62,12 +64,12 @@ def run(data: str, loss: str, seed: int, s: dict, out: Path, tag: str) -> dict:
     x = r.model.sample(2500, generator=torch.Generator().manual_seed(1000 + seed))
     cov = mode_coverage(x, tr.extras["modes"])
     Path("runs/gan_modes").mkdir(parents=True, exist_ok=True)      # samples for figures (git-ignored)
-    torch.save(x, f"runs/gan_modes/{data}-{loss}-s{seed}.pt")
+    torch.save(x, f"runs/gan_modes/{data}-{loss}{f'-pac{s['pac']}' if s['pac'] > 1 else ''}-s{seed}.pt")
     rec = {"tag": tag, "data": data, "loss": loss, "seed": seed, **{k: (list(v) if isinstance(v, tuple) else v)
                                                                      for k, v in s.items()},
            "modes": cov["modes_captured"], "num_modes": cov["num_modes"], "hq_pct": cov["high_quality_pct"],
            "reverse_kl": cov["reverse_kl"], "counts": cov["counts"],
-           "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), **stamp()}
+           "ema_warmup": True, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), **stamp()}
     return record(rec, out, show={k: v for k, v in rec.items() if k != "counts"})
 
 
@@ -77,7 +79,7 @@ def main():
     ap.add_argument("--losses", default="ns,minimax,lsgan,wgan,wgan-gp,hinge")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--out", default=str(RESULTS / "gan_modes.jsonl"))
-    ap.add_argument("--tag", default="final")
+    ap.add_argument("--tag", default="s3")
     ap.add_argument("--steps", type=int)
     ap.add_argument("--batch", type=int)
     ap.add_argument("--hidden", type=lambda v: tuple(int(h) for h in v.split(",")))

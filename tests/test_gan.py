@@ -169,3 +169,58 @@ def test_sampling_shapes_reproducibility_conditional_conv_and_reload(tmp_path):
     out = p.loss({"x": torch.randn(12, 2)}, phase="disc")
     assert torch.isfinite(out["loss"])
     assert p._pack(torch.randn(12, 2)).shape == (3, 8)
+
+
+@pytest.mark.parametrize("loss", ["ns", "lsgan"])
+def test_pacgan_critic_sees_packs_of_m_distinct_samples_and_loss_matches_hand_formula(loss):
+    # PacGAN (Lin et al. 2018): D_m sees the concatenation (x_1, …, x_m) of m independent samples from
+    # one source; L_D = E ℓ_real(D_m(x_1..x_m)) + E ℓ_fake(D_m(G(z_1)..G(z_m))), L_G likewise on fake packs
+    torch.manual_seed(0)
+    m = gl.create("gan", data=DataInfo(shape=(2,)), loss=loss, pac=3, hidden=(8, 8), latent_dim=3)
+    first = next(mod for mod in m.critic.modules() if isinstance(mod, torch.nn.Linear))
+    assert first.in_features == 6                          # m · d inputs
+    seen = []
+    h = m.critic.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+    x = torch.randn(7, 2)                                  # 7 samples → 2 packs of 3 (the remainder is dropped)
+    torch.manual_seed(5)
+    out_d = m.loss({"x": x}, phase="disc")
+    torch.manual_seed(5)
+    fake = m.generate(torch.randn(7, 3)).detach()
+    torch.manual_seed(6)
+    out_g = m.loss({"x": x}, phase="gen")
+    torch.manual_seed(6)
+    fake_g = m.generate(torch.randn(7, 3)).detach()
+    h.remove()
+    real_in, fake_in, gen_in = seen
+    # every critic input row is m distinct samples of ONE source, in order
+    pack = lambda v, i: torch.cat([v[3 * i], v[3 * i + 1], v[3 * i + 2]])   # noqa: E731
+    torch.testing.assert_close(real_in, torch.stack([pack(x, 0), pack(x, 1)]))
+    torch.testing.assert_close(fake_in, torch.stack([pack(fake, 0), pack(fake, 1)]))
+    torch.testing.assert_close(gen_in, torch.stack([pack(fake_g, 0), pack(fake_g, 1)]))
+    for rows in (real_in, fake_in):
+        parts = rows.reshape(-1, 2)
+        assert torch.cdist(parts, parts).add(torch.eye(len(parts))).min() > 0    # no sample repeated
+    # the losses equal the hand formulas on D evaluated one pack at a time
+    with torch.no_grad():
+        D = lambda v: torch.stack([m.critic(p[None])[0] for p in v])       # noqa: E731
+        dr, df, dg = D(real_in), D(fake_in), D(gen_in)
+    if loss == "ns":
+        hand_d = -(torch.log(torch.sigmoid(dr)).mean() + torch.log(1 - torch.sigmoid(df)).mean())
+        hand_g = -torch.log(torch.sigmoid(dg)).mean()
+    else:
+        hand_d = 0.5 * ((dr - 1) ** 2).mean() + 0.5 * (df ** 2).mean()
+        hand_g = 0.5 * ((dg - 1) ** 2).mean()
+    torch.testing.assert_close(out_d["loss"].detach(), hand_d)
+    torch.testing.assert_close(out_g["loss"].detach(), hand_g)
+    # the generator's gradient reaches every sample of every pack (the 7th, unpacked one gets none)
+    fk = m.generate(torch.randn(7, 3)).detach().requires_grad_(True)
+    gl_ = m.discriminate(m._pack(fk)).sum()
+    g, = torch.autograd.grad(gl_, fk)
+    assert (g[:6].abs().sum(1) > 0).all() and g[6].abs().sum() == 0
+    # images: packs are concatenated along channels
+    img = gl.create("gan", data=DataInfo(shape=(1, 8, 8), kind="discrete", num_levels=17, modality="image"),
+                    net="conv", channels=(4, 8), pac=2)
+    xi = torch.randn(4, 1, 8, 8)
+    torch.testing.assert_close(img._pack(xi), torch.stack([torch.cat([xi[0], xi[1]]), torch.cat([xi[2], xi[3]])]))
+    with pytest.raises(ModelError, match="pac"):
+        m._pack(torch.randn(2, 2))

@@ -25,8 +25,16 @@ Logged extras: ``d_real``, ``d_fake`` (mean critic outputs) and, for the Wassers
 
 Nets: MLPs for vectors, DCGAN-style strided convolutions (``nn/conv.py``) for images.
 Conditional: the label (one-hot) is concatenated to z; the critic is a projection discriminator
-(Miyato & Koyama 2018): D(x, y) = ψ(φ(x)) + ⟨embed(y), φ(x)⟩. ``pac=m`` packs m samples into one
-critic input (PacGAN, Lin et al. 2018) against mode collapse (vectors only, unconditional).
+(Miyato & Koyama 2018): D(x, y) = ψ(φ(x)) + ⟨embed(y), φ(x)⟩.
+
+PacGAN (``pac=m``, Lin et al. 2018, §3) against mode collapse (unconditional): the critic D_m sees m
+independent samples of ONE source concatenated, (x₁, …, x_m) ∈ R^{m·d} (images: along channels):
+  L_D = E_{x₁..x_m ~ p_data} ℓ_real(D_m(x₁, …, x_m)) + E_{z₁..z_m} ℓ_fake(D_m(G(z₁), …, G(z_m))),
+  L_G = E_{z₁..z_m} ℓ_gen(D_m(G(z₁), …, G(z_m))),
+with ℓ the chosen loss's terms above. A batch of B samples gives ⌊B/m⌋ packs of consecutive samples
+(the loader shuffles the real data; the z are i.i.d.), so the critic sees B/m inputs per batch. The
+packed distribution p^{⊗m} separates a generator that drops modes more sharply (its total variation
+to the data's grows with m), which is PacGAN's argument.
 Discrete data (levels) are scaled to [−1, 1] for the critic; the generator's output is linear (the
 critic learns the data's range) and ``sample`` clamps to [−1, 1] and rounds back to levels. A final
 tanh saturated on digits: the critic won early, every output went to −1 and the generator's
@@ -206,6 +214,7 @@ class GAN(GenerativeModel):
         return out
 
     def _pack(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, …) → (⌊B/m⌋, m·…): row i is (x_{mi}, …, x_{mi+m−1}) concatenated (PacGAN's D_m input)."""
         p = self.config.pac
         if p == 1:
             return x
