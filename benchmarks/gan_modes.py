@@ -64,7 +64,8 @@ def run(data: str, loss: str, seed: int, s: dict, out: Path, tag: str) -> dict:
     x = r.model.sample(2500, generator=torch.Generator().manual_seed(1000 + seed))
     cov = mode_coverage(x, tr.extras["modes"])
     Path("runs/gan_modes").mkdir(parents=True, exist_ok=True)      # samples for figures (git-ignored)
-    torch.save(x, f"runs/gan_modes/{data}-{loss}{f'-pac{s['pac']}' if s['pac'] > 1 else ''}-s{seed}.pt")
+    pac = f"-pac{s['pac']}" if s["pac"] > 1 else ""
+    torch.save(x, f"runs/gan_modes/{data}-{loss}{pac}-s{seed}.pt")
     rec = {"tag": tag, "data": data, "loss": loss, "seed": seed, **{k: (list(v) if isinstance(v, tuple) else v)
                                                                      for k, v in s.items()},
            "modes": cov["modes_captured"], "num_modes": cov["num_modes"], "hq_pct": cov["high_quality_pct"],
