@@ -107,3 +107,39 @@ def test_guidance_arithmetic():
     g = classifier_log_prob_grad(lambda z, t: z @ W.T, xx, torch.zeros(4), yy)
     p = torch.softmax(xx @ W.T, 1)
     assert torch.allclose(g, W[yy] - p @ W, atol=1e-6)
+
+
+def test_adaptive_solver_stays_inside_the_interval():
+    """dopri5 backwards from 1 to 1e-3 never evaluates f below the end point (torchdiffeq would step past
+    it and interpolate back: for a VP probability-flow ODE that is t < 0, where std_t is NaN and the step
+    control then died with "underflow in dt"). Here f is NaN below the end point, as std_t is there."""
+    t_end = 1e-3
+    seen = []
+
+    def f(t, x):
+        seen.append(float(t))
+        out = x @ A.T.to(x.dtype)
+        return out if float(t) >= float(torch.tensor(t_end, dtype=x.dtype)) else out * float("nan")
+    for dtype in (torch.float32, torch.float64):
+        seen.clear()
+        res = odeint(f, _exact().to(dtype), uniform_grid(1, t_end, 1), method="dopri5", rtol=1e-6, atol=1e-6)
+        assert min(seen) >= t_end * (1 - 1e-6) and max(seen) <= 1.0
+        exact = X0 @ torch.linalg.matrix_exp(A * t_end).T
+        assert torch.allclose(res.x.double(), exact, atol=1e-4 if dtype == torch.float32 else 1e-6)
+
+
+def test_adaptive_failure_falls_back_to_rk4_with_a_warning():
+    """A right-hand side that is NaN on its first evaluation kills dopri5's step control ("underflow in dt"); the
+    solver warns, solves again with RK4 on `fallback_steps` steps, and counts every evaluation."""
+    calls = [0]
+
+    def f(t, x):
+        calls[0] += 1
+        return x @ A.T * (float("nan") if calls[0] == 1 else 1.0)
+    with pytest.warns(RuntimeWarning, match="falling back to rk4 with 100 steps"):
+        res = odeint(f, X0, uniform_grid(0, 1, 1), method="dopri5", fallback_steps=100)
+    assert torch.allclose(res.x, _exact(), atol=1e-7)
+    assert res.nfe == calls[0] and res.nfe > 400
+    calls[0] = 0
+    with pytest.raises(RuntimeError, match="adaptive ODE solver 'dopri5' failed"):
+        odeint(f, X0, uniform_grid(0, 1, 1), method="dopri5", fallback_steps=0)

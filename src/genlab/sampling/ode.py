@@ -9,6 +9,13 @@ ODE, flow matching, continuous flows). Each call counts network evaluations (NFE
 - ``midpoint``: ``x_{k+1} = x_k + h f(t_k + h/2, x_k + h/2 f(t_k, x_k))``        (order 2, 2 NFE/step)
 - ``rk4``: classical Runge–Kutta                                                (order 4, 4 NFE/step)
 - ``dopri5`` (adaptive, Dormand–Prince 5(4), via ``torchdiffeq``): ``rtol``/``atol`` set accuracy.
+  Time is kept in float64 by the solver, and its last step is clamped to land exactly on ``ts[-1]``
+  (torchdiffeq's ``step_t``): by default torchdiffeq steps past the end point and interpolates back,
+  which evaluates ``f`` outside the interval — for a diffusion's probability-flow ODE integrated down
+  to ``t_eps`` that is t < 0, where the noise level √(1 − m_t²) is NaN, and the step-size control then
+  shrinks the step to zero ("underflow in dt"). If the adaptive solver still fails (step underflow or
+  non-finite state), :func:`odeint` warns and falls back to RK4 on ``fallback_steps`` steps whose
+  spacing follows ``ts`` when ``ts`` is a finer grid (e.g. log-spaced toward a stiff end), else uniform.
 
 :func:`ode_log_prob` integrates the instantaneous change of variables (Chen et al. 2018,
 FFJORD: Grathwohl et al. 2019): ``d log p(x_t)/dt = −∇·f(t, x_t)``, hence for data at time
@@ -21,6 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
+
+import warnings
 
 import torch
 
@@ -75,11 +84,13 @@ def _step(f, method, t, h, x):
 
 
 def odeint(f: Callable, x, ts: torch.Tensor, method: str = "euler", rtol: float = 1e-5, atol: float = 1e-5,
-           progress: bool = False) -> ODEResult:
+           progress: bool = False, fallback_steps: int = 200) -> ODEResult:
     """Integrate ``dx/dt = f(t, x)`` from ``ts[0]`` to ``ts[-1]``; ``x`` may be a tuple of tensors.
 
-    Fixed-step methods step on the grid ``ts``; adaptive methods use only its end points.
-    Returns the final state and the NFE.
+    Fixed-step methods step on the grid ``ts``; adaptive methods use only its end points (and never
+    evaluate ``f`` outside them). If an adaptive solve fails, a warning is issued and the ODE is solved
+    again by RK4 with ``fallback_steps`` steps (``fallback_steps=0``: raise instead). Returns the final
+    state and the NFE (of all attempts).
     """
     if method not in SOLVERS:
         raise ValueError(f"unknown ODE solver {method!r}; choose from {', '.join(SOLVERS)}")
@@ -98,8 +109,18 @@ def odeint(f: Callable, x, ts: torch.Tensor, method: str = "euler", rtol: float 
             x = _step(cf, method, t, h, x)
         return ODEResult(x, cf.nfe)
     from torchdiffeq import odeint as _tdq
-    t2 = torch.stack([ts[0], ts[-1]]).to(like.dtype)
-    sol = _tdq(lambda t, z: cf(t, z), x, t2, method=method, rtol=rtol, atol=atol)
+    t2 = torch.stack([ts[0], ts[-1]]).to(like.device)       # float64: torchdiffeq keeps time in float64
+    try:
+        sol = _tdq(lambda t, z: cf(t, z), x, t2, method=method, rtol=rtol, atol=atol,
+                   options=dict(step_t=t2[1:]))
+    except AssertionError as err:      # torchdiffeq signals "underflow in dt" / non-finite state by assert
+        if fallback_steps <= 0:
+            raise RuntimeError(f"adaptive ODE solver {method!r} failed: {err}") from err
+        grid = ts if len(ts) - 1 >= fallback_steps else uniform_grid(float(ts[0]), float(ts[-1]), fallback_steps)
+        warnings.warn(f"adaptive ODE solver {method!r} failed ({str(err)[:80]}) after {cf.nfe} evaluations; "
+                      f"falling back to rk4 with {len(grid) - 1} steps", RuntimeWarning, stacklevel=2)
+        res = odeint(cf, x, grid, method="rk4")
+        return ODEResult(res.x, cf.nfe)
     out = tuple(s[-1] for s in sol) if isinstance(x, tuple) else sol[-1]
     return ODEResult(out, cf.nfe)
 
