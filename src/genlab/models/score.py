@@ -16,7 +16,19 @@ and sampled by annealed Langevin dynamics (Song & Ermon 2019 Alg. 1): for each �
   ``x_t | x_0 ~ N(m_t x_0, (1 − m_t²) I)``, ``m_t = exp(−¼t²(β_max−β_min) − ½tβ_min)``.
 - VE (``sde="ve"``): ``f = 0``, ``g = σ(t)√(2 ln(σ_max/σ_min))``, ``σ(t) = σ_min(σ_max/σ_min)^t``;
   ``x_t | x_0 ~ N(x_0, σ(t)² I)`` (σ_min² neglected, as in Song et al.), prior N(0, σ_max² I).
-Network: ``s_θ(x, t) = −net(x, t)/std(t)``; loss (λ(t) = std(t)²): ``E ‖net(m_t x_0 + std_t z, t) − z‖²``.
+Objective: weighted denoising score matching (Song et al. 2021 eq. 7) with ``x_t = m_t x_0 + std_t z``,
+``E_t λ(t) E ‖s_θ(x_t, t) + z/std_t‖²`` (``+z/std_t`` = −∇ log p(x_t | x_0)), written per parameterisation:
+- ``prediction="eps"``: ``s_θ = −net/std_t``, so ``‖s_θ + z/std‖² = ‖net − z‖²/std²``;
+- ``prediction="velocity"`` (the probability-flow drift itself, as in Zheng et al. 2023, "Improved
+  techniques for maximum likelihood estimation for diffusion ODEs"): ``net ≈ f − ½g² ∇log p_t``, i.e.
+  ``s_θ = 2(f(x, t) − net)/g²``; its regression target is the path velocity ``v = ṁ_t x_0 + (d std_t/dt) z``
+  (E[v | x_t] is exactly the probability-flow drift), and ``‖s_θ + z/std‖² = 4‖net − v‖²/g⁴``.
+``weighting="default"``: λ = std² for ``eps`` (loss ``‖net − z‖²``), λ = g⁴/4 for ``velocity`` (loss
+``‖net − v‖²``), t ~ U[t_ε, 1]. ``weighting="likelihood"``: λ = g² (Song, Durkan, Murray & Ermon 2021,
+"Maximum likelihood training of score-based diffusion models", Thm. 1: the weighted loss then bounds the
+KL / NLL), with ``importance=True`` drawing t from q(t) ∝ g²/std² and dividing by q: for ``eps`` the loss
+is then ``Z ‖net − z‖²`` with ``Z = ∫_{t_ε}^1 g²/std² dt`` (their §4.2; VP: ∫ β/(1 − e^{−B}) dt =
+log(e^{B(t)} − 1), B(t) = ∫_0^t β, inverted in closed form; VE: g²/σ² = 2 ln(σ_max/σ_min), i.e. uniform).
 Samplers: reverse-time SDE ``dx = [f − g² s_θ] dt + g dw̄`` by Euler–Maruyama (``em``) or
 predictor–corrector (``pc``); the probability-flow ODE ``dx/dt = f − ½ g² s_θ`` with any solver of
 ``genlab.sampling.ode`` (``euler``, ``heun``, ``rk4``, ``dopri5``), which also gives ``log_prob``
@@ -162,6 +174,9 @@ class ScoreSDE(DenoiserFamily):
         sigma_max: float = 10.0               # VE
         t_eps: float = 1e-3                   # smallest time (training and sampling)
         dequantize: bool = True
+        prediction: str = "eps"               # eps | velocity (network = probability-flow drift)
+        weighting: str = "default"            # default | likelihood (λ = g²)
+        importance: bool = True               # likelihood weighting: sample t ∝ g²/std² (importance sampling)
 
     @classmethod
     def default_config(cls, info):
@@ -172,8 +187,15 @@ class ScoreSDE(DenoiserFamily):
 
     def __init__(self, info, config=None):
         super().__init__(info, config)
-        if self.config.sde not in ("vp", "ve"):
-            raise ModelError(f"sde must be 'vp' or 've', got {self.config.sde!r}")
+        c = self.config
+        if c.sde not in ("vp", "ve"):
+            raise ModelError(f"sde must be 'vp' or 've', got {c.sde!r}")
+        if c.prediction not in ("eps", "velocity"):
+            raise ModelError(f"prediction must be 'eps' or 'velocity', got {c.prediction!r}")
+        if c.weighting not in ("default", "likelihood"):
+            raise ModelError(f"weighting must be 'default' or 'likelihood', got {c.weighting!r}")
+        if not 0 < c.t_eps < 1:
+            raise ModelError(f"need 0 < t_eps < 1, got {c.t_eps}")
         self.net = self.build_net()
         self.last_nfe = 0
 
@@ -206,27 +228,90 @@ class ScoreSDE(DenoiserFamily):
         s = self.prior_std()
         return standard_normal_log_prob(z / s) - z[0].numel() * math.log(s)
 
+    def marginal_dot(self, t):
+        """(dm_t/dt, d std_t/dt): VP ``ṁ = −½β m``, ``(std)˙ = β m²/(2 std)``; VE ``σ̇ = σ ln(σ_max/σ_min)``."""
+        c = self.config
+        m, std = self.marginal(t)
+        if c.sde == "vp":
+            b = self.beta(t)
+            return -0.5 * b * m, 0.5 * b * m ** 2 / std
+        return torch.zeros_like(t), std * math.log(c.sigma_max / c.sigma_min)
+
     def score(self, x, t, y=None, guidance: float = 1.0):
-        """``s_θ(x, t) = −net(x, t)/std(t)``; ``t`` is a 0-dim or (B,) tensor."""
+        """``eps``: ``s_θ(x, t) = −net(x, t)/std(t)``; ``velocity``: ``s_θ = 2(f(x, t) − net(x, t))/g(t)²``;
+        ``t`` is a 0-dim or (B,) tensor."""
         t = t.to(x.dtype).expand(x.shape[0]) if t.ndim == 0 else t
+        out = self.net_eval(x, t, y, guidance)
+        if self.config.prediction == "velocity":
+            fx, g = self.f_g(x, _bshape(t, x))
+            return 2 * (fx - out) / g ** 2
         _, std = self.marginal(t)
-        return -self.net_eval(x, t, y, guidance) / _bshape(std, x)
+        return -out / _bshape(std, x)
+
+    # ---- importance sampling of t for the likelihood weighting ---------------------------------------------
+    def _is_cdf(self, t):
+        """Unnormalised CDF ``F(t) = ∫^t g²/std² ds``: VP ``log(e^{B(t)} − 1)``, VE ``2 ln(σ_max/σ_min) t``."""
+        c = self.config
+        t = torch.as_tensor(t, dtype=torch.float64)
+        if c.sde == "vp":
+            B = c.beta_min * t + 0.5 * (c.beta_max - c.beta_min) * t ** 2
+            return torch.log(torch.expm1(B))
+        return 2 * math.log(c.sigma_max / c.sigma_min) * t
+
+    def _is_inverse(self, u):
+        c = self.config
+        if c.sde == "vp":
+            B = torch.nn.functional.softplus(u)                  # log(1 + e^u) = B
+            d = c.beta_max - c.beta_min
+            return (torch.sqrt(c.beta_min ** 2 + 2 * d * B) - c.beta_min) / d
+        return u / (2 * math.log(c.sigma_max / c.sigma_min))
+
+    def sample_t(self, n: int, device=None):
+        """Training times and their loss weights ``w(t)`` on ``‖net − target‖²`` (see the module docstring)."""
+        c = self.config
+        if c.weighting == "likelihood" and c.importance:
+            lo, hi = self._is_cdf(c.t_eps), self._is_cdf(1.0)
+            u = lo + (hi - lo) * torch.rand(n, dtype=torch.float64, device=device)
+            t = self._is_inverse(u).clamp(c.t_eps, 1.0).float().to(device)
+            inv_q = float(hi - lo)                              # 1/q(t) = Z std²/g²
+        else:
+            t = c.t_eps + (1 - c.t_eps) * torch.rand(n, device=device)
+            inv_q = None
+        if c.weighting == "default":
+            return t, torch.ones_like(t)
+        _, g = self.f_g(torch.zeros(()), t)
+        _, std = self.marginal(t)
+        g2 = g ** 2
+        # λ = g²:  eps → g²/std² ‖net − z‖²;  velocity → 4/g² ‖net − v‖²
+        w = g2 / std ** 2 if c.prediction == "eps" else 4 / g2
+        if inv_q is not None:
+            w = w * inv_q * std ** 2 / g2
+        else:
+            w = w * (1 - c.t_eps)
+        return t, w
 
     def loss(self, batch, phase="main"):
         x = self.to_model(batch["x"])
         if self.info.discrete and self.config.dequantize:
             x = x + (torch.rand_like(x) - 0.5) * 2.0 / (self.info.num_levels - 1)
         y = self.drop_labels(batch.get("y"))
-        t = self.config.t_eps + (1 - self.config.t_eps) * torch.rand(x.shape[0], device=x.device)
+        t, w = self.sample_t(x.shape[0], x.device)
         m, std = self.marginal(t)
         z = torch.randn_like(x)
         xt = _bshape(m, x) * x + _bshape(std, x) * z
-        # λ(t) = std² : ‖std · s_θ + z‖² = ‖z − net‖²
-        return ((self.net_eval(xt, t, y) - z) ** 2).flatten(1).sum(1).mean()
+        if self.config.prediction == "eps":
+            target = z                                          # ‖std · s_θ + z‖² = ‖net − z‖²
+        else:
+            dm, dstd = self.marginal_dot(t)
+            target = _bshape(dm, x) * x + _bshape(dstd, x) * z  # v = ṁ x_0 + (std)˙ z
+        return (w * ((self.net_eval(xt, t, y) - target) ** 2).flatten(1).sum(1)).mean()
 
     def pf_drift(self, y=None, guidance: float = 1.0):
-        """Probability-flow ODE ``dx/dt = f(x,t) − ½ g(t)² s_θ(x, t)`` (Song et al. eq. 13)."""
+        """Probability-flow ODE ``dx/dt = f(x,t) − ½ g(t)² s_θ(x, t)`` (Song et al. eq. 13); with
+        ``prediction="velocity"`` that is the network's output itself."""
         def f(t, x):
+            if self.config.prediction == "velocity":
+                return self.net_eval(x, t.to(x.dtype).expand(x.shape[0]), y, guidance)
             fx, g = self.f_g(x, t.to(x.dtype))
             return fx - 0.5 * g ** 2 * self.score(x, t, y, guidance)
         return f
