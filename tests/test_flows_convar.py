@@ -8,7 +8,7 @@ import genlab as gl
 from genlab.data.base import DataInfo
 from genlab.models import flows_common as fc
 from genlab.models.base import ModelError
-from genlab.models.maf import AffineElementwise, MaskedConvAutoregressive, MaskedConvNet
+from genlab.models.maf import AffineElementwise, ChannelMaskedConvNet, MaskedConvAutoregressive, MaskedConvNet
 from test_flows_helpers import check_logdet
 
 
@@ -32,12 +32,27 @@ def test_masked_conv_net_causality_by_gradients(order):
     assert dep[0].sum() == 0
 
 
+def test_channel_group_conv_net_causality_by_gradients():
+    """Group g of the output (channels k ≡ g mod 4) depends exactly on input groups < g, at every position."""
+    torch.manual_seed(0)
+    net = ChannelMaskedConvNet(8, 2, groups=4, channels=12, layers=3, context_dim=2).double()
+    fc.randomize_(net, 0.3, torch.Generator().manual_seed(0))
+    x = torch.randn(2, 8, 3, 3, dtype=torch.float64, requires_grad=True)
+    out = net(x, torch.randn(2, 2, dtype=torch.float64)).reshape(2, 2, 8, 3, 3)     # (N, n_params, channels, H, W)
+    group = torch.arange(8) % 4
+    for k in range(8):
+        g, = torch.autograd.grad(out[:, :, k].sum(), x, retain_graph=True)
+        seen = g.abs().sum((0, 2, 3)) > 0
+        assert torch.equal(seen, group < group[k]), (k, seen)
+
+
 @pytest.mark.parametrize("fast,order,orient", [("density", "pixel", 0), ("density", "pixel", 1), ("density", "pixel", 2),
                                                ("sampling", "pixel", 3), ("sampling", "row", 0), ("density", "row", 2),
-                                               ("sampling", "row", 3)])
+                                               ("sampling", "row", 3), ("sampling", "group", 0),
+                                               ("density", "group", 3)])
 def test_conv_autoregressive_logdet_and_inverse(fast, order, orient):
     torch.manual_seed(1)
-    shape = (2, 3, 4)
+    shape = (4, 3, 4) if order == "group" else (2, 3, 4)
     layer = MaskedConvAutoregressive(shape, AffineElementwise(2.0), channels=8, layers=2, context_dim=3, orient=orient,
                                      fast=fast, order=order).double()
     fc.randomize_(layer, 0.3, torch.Generator().manual_seed(orient))
@@ -48,6 +63,7 @@ def test_conv_autoregressive_logdet_and_inverse(fast, order, orient):
 
 @pytest.mark.parametrize("name,kw", [("maf", dict(conditioner="conv")), ("iaf", dict(conditioner="conv", conv_order="row")),
                                      ("iaf", dict(conditioner="conv", conv_order="row", conv_squeeze=True)),
+                                     ("iaf", dict(conditioner="conv", conv_order="group")),
                                      ("maf", dict(conditioner="conv", conv_squeeze=True, dequant="variational"))])
 def test_conv_maf_iaf_models(name, kw):
     torch.manual_seed(0)

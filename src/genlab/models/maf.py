@@ -25,7 +25,9 @@ autoregressive flow, with weights shared across positions (a strong prior on 100
 64-input MADE overfits within a few hundred steps). Successive layers see the image rotated by
 0°/180° and transposed, so the orderings alternate as MAF's reversals do. ``conv_order="row"``
 makes each row depend only on earlier rows (blocks of W pixels): the slow direction then takes H
-passes instead of H·W (the image analogue of ``passes``).
+passes instead of H·W (the image analogue of ``passes``). ``conv_order="group"`` orders the four
+pixels of every 2×2 block (the channels of the squeezed image, :class:`ChannelMaskedConvNet`):
+a four-way checkerboard in which each pixel sees the neighbours of the earlier classes, 4 passes.
 """
 from __future__ import annotations
 
@@ -113,7 +115,7 @@ class MaskedConvNet(nn.Module):
                  order: str = "pixel", context_dim: int = 0, act: str = "relu"):
         super().__init__()
         if order not in ("pixel", "row"):
-            raise ModelError(f"conv_order must be 'pixel' or 'row', got {order!r}")
+            raise ModelError(f"conv_order must be 'pixel', 'row' or 'group', got {order!r}")
         if kernel % 2 != 1 or kernel < 3:
             raise ModelError(f"kernel must be odd and >= 3, got {kernel}")
         self.convs = nn.ModuleList([MaskedConv2d(in_ch, channels, kernel, "A")]
@@ -139,6 +141,46 @@ class MaskedConvNet(nn.Module):
         return self.out(h)
 
 
+class ChannelMaskedConvNet(nn.Module):
+    """θ(x) on (N, G·C, H, W) autoregressive over G channel *groups* (group of channel k = k mod G), with
+    full spatial kernels: MADE's masks (Germain et al. 2015, eqs. 12–13) on the channel axis of every
+    convolution, W ⊙ M[:, :, None, None]. Output group g depends on input groups < g at any position.
+    On a squeezed image (G = 4: the four pixels of each 2×2 block, ``Squeeze``) a pixel of parity class g
+    sees the neighbouring pixels of the classes before it: a four-way checkerboard, inverted in 4 sweeps."""
+
+    def __init__(self, in_ch: int, n_params: int, groups: int = 4, channels: int = 32, layers: int = 3,
+                 kernel: int = 3, context_dim: int = 0, act: str = "relu"):
+        super().__init__()
+        from ..nn.masked import made_masks
+        if in_ch % groups:
+            raise ModelError(f"{in_ch} channels do not split into {groups} groups")
+        per = in_ch // groups
+        # position of channel k in the ordering: group-major, so block_degrees with passes=G gives its group
+        order = torch.tensor([(k % groups) * per + k // groups for k in range(in_ch)])
+        masks = made_masks(order, [channels] * layers, n_params, "cyclic", min_degree=0 if context_dim else 1,
+                           passes=groups)
+        self.convs = nn.ModuleList([nn.Conv2d(in_ch, channels, kernel, padding=kernel // 2)]
+                                   + [nn.Conv2d(channels, channels, kernel, padding=kernel // 2)
+                                      for _ in range(layers - 1)])
+        self.out = nn.Conv2d(channels, n_params * in_ch, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        for i, m in enumerate(masks):
+            self.register_buffer(f"mask{i}", m[:, :, None, None], persistent=False)
+        self.cond = nn.Linear(context_dim, channels, bias=False) if context_dim else None
+        self.act = activation(act)
+
+    def forward(self, x, context=None):
+        F_ = torch.nn.functional
+        h = F_.conv2d(x, self.convs[0].weight * self.mask0, self.convs[0].bias, padding=self.convs[0].padding)
+        if self.cond is not None:
+            h = h + self.cond(context)[:, :, None, None]
+        h = self.act(h)
+        for i, conv in enumerate(self.convs[1:], 1):
+            h = h + self.act(F_.conv2d(h, conv.weight * getattr(self, f"mask{i}"), conv.bias, padding=conv.padding))
+        return F_.conv2d(h, self.out.weight * getattr(self, f"mask{len(self.convs)}"), self.out.bias)
+
+
 class MaskedConvAutoregressive(Transform):
     """Autoregressive layer on images with a :class:`MaskedConvNet` conditioner: v = h(u; θ(u_<)) per
     pixel and channel, ln|det| = Σ ln|∂h/∂u| (triangular Jacobian in the raster order). ``orient`` ∈
@@ -154,7 +196,10 @@ class MaskedConvAutoregressive(Transform):
         self.shape, self.el, self.fast, self.order = tuple(shape), elementwise, fast, order
         self.transpose, self.flip = orient % 4 >= 2, orient % 2 == 1
         C = self.shape[0]
-        self.net = MaskedConvNet(C, C * elementwise.n_params, channels, layers, kernel, order, context_dim, act)
+        if order == "group":
+            self.net = ChannelMaskedConvNet(C, elementwise.n_params, 4, channels, layers, kernel, context_dim, act)
+        else:
+            self.net = MaskedConvNet(C, C * elementwise.n_params, channels, layers, kernel, order, context_dim, act)
 
     def _params(self, u, context):
         a = u.transpose(-1, -2) if self.transpose else u
@@ -175,7 +220,7 @@ class MaskedConvAutoregressive(Transform):
         earlier blocks; after the last sweep every u_i, θ_i and log-det is exact."""
         _, H, W = self.shape
         rows = W if self.transpose else H
-        sweeps = rows if self.order == "row" else H * W
+        sweeps = rows if self.order == "row" else 4 if self.order == "group" else H * W
         u = torch.zeros_like(v)
         for _ in range(sweeps):
             u, ld = self.el.inverse(v, self._params(u, context))
@@ -197,8 +242,10 @@ def conv_autoregressive_stack(shape, num_layers, make_elementwise, channels, con
     for s in shape:
         D *= s
     C, H, W = shape
+    if order == "group":
+        squeeze = True               # the four groups are the pixels of each 2×2 block
     if squeeze and (H % 2 or W % 2):
-        raise ModelError(f"conv_squeeze needs even height and width, got {H}×{W}")
+        raise ModelError(f"conv_squeeze (and conv_order='group') needs even height and width, got {H}×{W}")
     inner = (4 * C, H // 2, W // 2) if squeeze else tuple(shape)
     ts = []
     for i in range(num_layers):
@@ -239,7 +286,7 @@ class _ARFlow(FlowModel):
         channels: int = 32                   # conv: hidden channels
         conv_layers: int = 3                 # conv: masked convolutions per conditioner
         kernel: int = 3                      # conv: kernel size
-        conv_order: str = "pixel"            # conv: pixel (H·W slow passes) | row (H slow passes)
+        conv_order: str = "pixel"            # conv: pixel (H·W slow passes) | row (H) | group (2×2 parity classes: 4)
         conv_squeeze: bool = False           # conv: order over 2×2 blocks (H·W/4 or H/2 slow passes)
         preprocess: str = "logit"            # discrete data: logit | affine | none
         logit_alpha: float = 0.05
