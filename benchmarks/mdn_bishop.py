@@ -202,15 +202,16 @@ Findings (the one-seed rows are seed 0 and were compared on val only):
 - Noise regularisation (Rothfuss et al. 2019; `noise_x`, `noise_cond`) hurts here: the posterior is
   uniform on intervals, and its sharp edges are what Gaussian smoothing blurs. σ = 0.02 on x and t
   costs 0.055 nats on val, σ = 0.01 costs 0.013, σ = 0.005 is neutral.
-- Neutral within seed noise (±0.01): dropout 0.1, EMA 0.995 of the weights. Worse: mini-batches of
-  250, lr 0.01, 40 components, a rescaled input (t − ½)·3 or ·10 (·10 fits val faster, then overfits;
-  its test is worse), 8000 steps (val best at step 5400, test −1.122).
+- Neutral within seed noise (±0.01): dropout 0.1, EMA 0.995 of the weights, AdamW weight decay 0.1.
+  Worse: mini-batches of 250; lr 0.001 (still underfitting at 4000 steps), 0.005 and 0.01 — 0.003
+  is the best of the four; 40 components; a rescaled input (t − ½)·3 or ·10 (·10 fits val faster,
+  then overfits; its test is worse); 8000 steps (val best at step 5400, test −1.122).
 - What helps is averaging: an ensemble of 3 MDNs (`members=3`) beats one MDN with the same settings
   by 0.02 nats on val and 0.01 on test (seed 0); 5 members are no better on val. The earlier
   mixture of three separately trained seeds (results/autoregressive.md) gained 0.015 on test.
 - What is left: with 20,000 training points one MDN of this size reaches −1.166 on test
-  (results/autoregressive.md): a Gaussian mixture approximating the sharp edges of the uniform
-  posterior costs ≈ 0.12 nats even with ample data, and with the 1000 training points the
+  (results/autoregressive.md): approximating (and learning) the sharp edges of the uniform
+  posterior with Gaussians costs ≈ 0.12 nats even with ample data, and with the 1000 training points the
   ensemble stays ≈ 0.03 nats behind that.
 """
 
