@@ -59,7 +59,7 @@ RUNS = {
     "ebm-digits": ("ebm", "digits", dict(channels=(32, 64), sgld_steps=20, sample_steps=200),
                    dict(steps=500, batch_size=64, lr=1e-4)),
     "ebm-mnist5k": ("ebm", "mnist5k", dict(channels=(32, 64), sgld_steps=20, sample_steps=200),
-                    dict(steps=300, batch_size=64, lr=1e-4)),
+                    dict(steps=500, batch_size=64, lr=1e-4)),
 }
 TRAIN_KEYS = ("steps", "batch_size", "lr", "ema", "ema_warmup", "schedule", "warmup", "grad_clip", "betas",
               "weight_decay")
@@ -116,7 +116,8 @@ def save_grid(model, name: str, family: str, seed: int, sampler: dict | None = N
 
 
 def run(name: str, seed: int, steps: int | None, out: Path, split: str = "test", tag: str = "",
-        sets: dict | None = None, grid: bool = False, sampler: dict | None = None) -> dict:
+        sets: dict | None = None, grid: bool = False, sampler: dict | None = None,
+        also_test: Path | None = None) -> dict:
     family, data, over, tcfg = RUNS[name]
     over, tcfg = dict(over), dict(tcfg)
     for k, v in (sets or {}).items():
@@ -133,26 +134,30 @@ def run(name: str, seed: int, steps: int | None, out: Path, split: str = "test",
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     load_train = os.getloadavg()[0]
     metrics = ["fd", "kid", "prdc", "classifier_score"] + (["class_accuracy"] if over.get("conditional") else [])
-    t1, c1 = time.perf_counter(), time.process_time()
-    rec = gl.evaluate(r.model, te, metrics=metrics, seed=seed, sampler=sampler)
-    ew, ec = time.perf_counter() - t1, time.process_time() - c1
-    mt = rec["metrics"]
+    stamp_train = {"family": family, "data": data, "seed": seed, "model": over, "train": tcfg,
+                   "train_wall_s": round(wall, 1), "train_cpu_s": round(cpu, 1), "load1_train_end": load_train}
     last = {k: v for k, v in (r.history[-1] if r.history else {}).items() if isinstance(v, (int, float))}
-    row = {"run": name, "family": family, "data": data, "seed": seed, "model": over, "train": tcfg,
-           "fd": mt.get("fd"), "kid": mt.get("kid", {}).get("kid"), "kid_std": mt.get("kid", {}).get("kid_std"),
-           "prdc": mt.get("prdc"),
-           "classifier_score": mt.get("classifier_score", {}).get("score"),
-           "class_accuracy": mt.get("class_accuracy"), "n_samples": rec["protocol"]["n_samples"],
-           "split": split, "sampler": rec["protocol"]["sampler"], "features": rec["protocol"]["features"],
-           "train_wall_s": round(wall, 1),
-           "train_cpu_s": round(cpu, 1), "eval_wall_s": round(ew, 1), "eval_cpu_s": round(ec, 1),
-           "params": rec["model_config"].get("num_parameters"), "last_log": last, "load1_train_end": load_train,
-           "commit": commit(), **stamp()}
-    if tag:
-        row["tag"] = tag
-    if grid:
-        row["grid"] = str(save_grid(r.model, label, family, seed, sampler).relative_to(IMG.parent.parent))
-    return record(row, out)
+    rows = []
+    for sp, dest in [(split, out)] + ([("test", also_test)] if also_test and split != "test" else []):
+        ev = te if sp == split else gl.load_dataset(data, split=sp)
+        t1, c1 = time.perf_counter(), time.process_time()
+        rec = gl.evaluate(r.model, ev, metrics=metrics, seed=seed, sampler=sampler)
+        ew, ec = time.perf_counter() - t1, time.process_time() - c1
+        mt = rec["metrics"]
+        row = {"run": name, **stamp_train,
+               "fd": mt.get("fd"), "kid": mt.get("kid", {}).get("kid"), "kid_std": mt.get("kid", {}).get("kid_std"),
+               "prdc": mt.get("prdc"),
+               "classifier_score": mt.get("classifier_score", {}).get("score"),
+               "class_accuracy": mt.get("class_accuracy"), "n_samples": rec["protocol"]["n_samples"],
+               "split": sp, "sampler": rec["protocol"]["sampler"], "features": rec["protocol"]["features"],
+               "eval_wall_s": round(ew, 1), "eval_cpu_s": round(ec, 1),
+               "params": rec["model_config"].get("num_parameters"), "last_log": last, "commit": commit(), **stamp()}
+        if tag:
+            row["tag"] = tag
+        if grid and not rows:
+            row["grid"] = str(save_grid(r.model, label, family, seed, sampler).relative_to(IMG.parent.parent))
+        rows.append(record(row, dest))
+    return rows[0]
 
 
 def commit() -> str:
@@ -232,6 +237,9 @@ def main():
     ap.add_argument("--split", default="test", choices=("test", "val"),
                     help="evaluation split; val for tuning (written to gan_images_tuning.jsonl)")
     ap.add_argument("--reference", action="store_true", help="also score held-out real images")
+    ap.add_argument("--also-test", action="store_true",
+                    help="with --split val: also score the same trained model on the test split (gan_images.jsonl); "
+                         "decide on the val row only")
     ap.add_argument("--reference-only", action="store_true", help="score held-out real images, train nothing")
     ap.add_argument("--grid", action="store_true", help="write a 10×10 sample grid to docs/img/")
     ap.add_argument("--report", action="store_true", help=f"only rewrite {REPORT.name} from the saved rows")
@@ -251,7 +259,8 @@ def main():
         return
     for seed in map(int, a.seeds.split(",")):
         for name in a.runs.split(","):
-            run(name, seed, a.steps, out, a.split, a.tag, sets, a.grid, sampler)
+            run(name, seed, a.steps, out, a.split, a.tag, sets, a.grid, sampler,
+                (Path(a.out).with_suffix(".test.jsonl") if a.out else RESULTS / "gan_images.jsonl") if a.also_test else None)
 
 
 if __name__ == "__main__":
