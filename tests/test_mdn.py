@@ -158,3 +158,20 @@ def test_dropout_acts_in_training_only():
         assert torch.equal(a, b)
         model.train()
         assert float(model.loss({"x": x, "y": t})) != pytest.approx(-float(a.mean()), abs=1e-4)
+
+
+def test_unconditional_weights_saved_under_the_old_key_still_load(tmp_path):
+    """Before the ensemble option an unconditional MDN stored its learned features as ``features``;
+    such a state dict still loads (renamed to ``net.features``) and gives the same density."""
+    info = DataInfo(shape=(1,), name="toy1d")
+    torch.manual_seed(0)
+    model = gl.create("mdn", data=info, components=2, hidden=(4,))
+    with torch.no_grad():
+        model.net.features.normal_()
+    state = {("features" if k == "net.features" else k): v.clone() for k, v in model.state_dict().items()}
+    assert "features" in state and "net.features" not in state
+    fresh = gl.create("mdn", data=info, components=2, hidden=(4,))
+    fresh.load_state_dict(state, strict=True)
+    x = torch.randn(7, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.log_prob(x), model.log_prob(x))

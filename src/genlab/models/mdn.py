@@ -140,6 +140,7 @@ class MDN(GenerativeModel):
                                       for _ in range(c.members - 1))
         self.act = activation(c.act)
         self.drop = nn.Dropout(c.dropout) if c.dropout else nn.Identity()
+        self.register_load_state_dict_pre_hook(_rename_old_features)
 
     def _member(self) -> tuple[nn.Module, MixtureDensityHead]:
         """One MDN's network (condition → features, or learned features if unconditional) and head."""
@@ -227,6 +228,14 @@ class MDN(GenerativeModel):
     def predict_mean(self, cond) -> torch.Tensor:
         """E[x | cond] under the mixture (a regression prediction)."""
         return MixtureDensityHead.mean(self.mixture(cond)).reshape(-1, *self.info.shape)
+
+
+def _rename_old_features(module, state_dict, prefix, *args):
+    """Weights saved before the ensemble option kept an unconditional MDN's learned features under
+    ``features``; they now live in ``net.features``. Renaming on load keeps those files loadable."""
+    old, new = prefix + "features", prefix + "net.features"
+    if old in state_dict and new not in state_dict:
+        state_dict[new] = state_dict.pop(old)
 
 
 class _Features(nn.Module):
