@@ -1,6 +1,8 @@
 """Figure for docs/gan.md: GAN samples on ring8 / grid25 per loss (from benchmarks/gan_modes.py runs).
 
     python benchmarks/gan_figures.py --seed 3      # reads runs/gan_modes/{data}-{loss}-s{seed}.pt
+    python benchmarks/gan_figures.py --seed 0 --losses ns,ns-pac4 --out docs/img/gan_modes_s3.png  # session 3
+    (a "loss" name is the file-name stem after the data set: ns-pac4 reads {data}-ns-pac4-s{seed}.pt)
 """
 from __future__ import annotations
 
@@ -21,13 +23,15 @@ LOSSES = ["minimax", "ns", "lsgan", "wgan", "wgan-gp", "hinge"]
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--losses", default=",".join(LOSSES))
     ap.add_argument("--out", default=str(Path(__file__).parents[1] / "docs" / "img" / "gan_modes.png"))
     a = ap.parse_args()
-    fig, axes = plt.subplots(2, len(LOSSES), figsize=(2.2 * len(LOSSES), 4.6))
+    losses = a.losses.split(",")
+    fig, axes = plt.subplots(2, len(losses), figsize=(2.2 * len(losses), 4.6), squeeze=False)
     for i, data in enumerate(("ring8", "grid25")):
         means, std = MODES[data]
         lim = 1.5 if data == "ring8" else 5.5
-        for j, loss in enumerate(LOSSES):
+        for j, loss in enumerate(losses):
             ax = axes[i, j]
             p = Path(f"runs/gan_modes/{data}-{loss}-s{a.seed}.pt")
             ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim), ax.set_xticks([]), ax.set_yticks([])
