@@ -9,6 +9,15 @@ Mordatch 2019, Alg. 1). Loss minimised (their eq. 3 plus the energy regulariser 
 SGLD step (``genlab.sampling.langevin``): x ← x − ε ∇_x E(x) + σ ξ, with ε = ``step_size`` and
 σ = ``noise``, clamped to the data box.
 
+Options against the usual failure modes of short-run EBMs on images (Du & Mordatch 2019, §3.3;
+Grathwohl et al. 2020, App. H):
+- ``spectral_norm=True``: every linear/conv weight W of the energy network is divided by its
+  largest singular value σ₁(W) (power iteration; Miyato et al. 2018), bounding the Lipschitz
+  constant of E by the product of the activations' slopes, so ∇ₓE cannot blow up along the chains.
+- ``data_noise=s``: the positives are x⁺ + s ξ, ξ ~ N(0, I) (in the [−1, 1] units of images), i.e.
+  the model fits the data convolved with N(0, s² I); this smooths the quantised data the chains
+  cannot reach exactly.
+
 The buffer is a registered buffer, so it is checkpointed and survives save/load; so are the data
 box ``lo``/``hi`` (set from the first training batch, 10 % margin; [−1, 1] for levels).
 Optional JEM (Grathwohl et al. 2020): the network outputs class logits f(x), E(x) = −logsumexp_y
@@ -27,6 +36,7 @@ from ..nn.conv import ConvEncoder
 from ..nn.mlp import MLP
 from ..sampling.langevin import langevin
 from .base import GenerativeModel, ModelError
+from .gan import spectral_norm_all
 from .registry import register
 
 
@@ -51,6 +61,8 @@ class EBM(GenerativeModel):
         reinit: float = 0.05                   # probability of restarting a chain from noise
         sample_steps: int = 200                # Langevin steps in sample()
         jem: bool = False                      # joint energy model (needs labels)
+        spectral_norm: bool = False            # spectral normalisation of every energy-network layer
+        data_noise: float = 0.0                # s: positives x⁺ + s ξ during training
 
     @classmethod
     def default_config(cls, info: DataInfo):
@@ -77,6 +89,8 @@ class EBM(GenerativeModel):
             self.net = ConvEncoder(info.shape, out, c.channels, c.act)
         else:
             self.net = MLP(info.dim, out, c.hidden, c.act)
+        if c.spectral_norm:
+            spectral_norm_all(self.net)
         self.register_buffer("buffer", torch.zeros(c.buffer_size, *info.shape))
         self.register_buffer("lo", torch.full(info.shape, -1.0))
         self.register_buffer("hi", torch.full(info.shape, 1.0))
@@ -122,6 +136,8 @@ class EBM(GenerativeModel):
         B = pos.shape[0]
         if self.training and not bool(self.initialised):
             self._init_box(pos)
+        if c.data_noise > 0 and self.training:
+            pos = pos + c.data_noise * torch.randn_like(pos)         # x⁺ + s ξ
         idx = torch.randint(0, c.buffer_size, (B,), device=pos.device)
         start = self.buffer[idx].clone()
         fresh = torch.rand(B, device=pos.device) < c.reinit
