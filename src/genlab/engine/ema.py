@@ -32,8 +32,17 @@ class EMA:
         self.model.eval()
 
     def _pairs(self, model: nn.Module):
-        src = dict(model.named_parameters())
-        return [(p, src[k]) for k, p in self.model.named_parameters() if p.dtype.is_floating_point]
+        """(averaged, live) parameter and buffer lists, built once per live model (not every step)."""
+        if getattr(self, "_cache_for", None) is not model:
+            src = dict(model.named_parameters())
+            pairs = [(p, src[k]) for k, p in self.model.named_parameters() if p.dtype.is_floating_point]
+            # buffers by (module, name) pairs, looked up each step: a module may reassign a buffer tensor
+            mods, avg_mods = dict(model.named_modules()), dict(self.model.named_modules())
+            buffers = [(avg_mods[m], mods[m], k) for m, mod in self.model.named_modules()
+                       for k, b in mod._buffers.items() if b is not None]
+            self._cache = ([a for a, _ in pairs], [b for _, b in pairs], buffers)
+            self._cache_for = model
+        return self._cache
 
     def decay_at(self, n: int) -> float:
         """dₙ, the decay used by the n-th update (n ≥ 1)."""
@@ -42,12 +51,11 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, n: int) -> None:
         """Fold in the weights after training step ``n`` (1-based; it sets the warm-up decay)."""
-        pairs = self._pairs(model)
-        if pairs:
-            torch._foreach_lerp_([a for a, _ in pairs], [b.detach() for _, b in pairs], 1.0 - self.decay_at(n))
-        src = dict(model.named_buffers())
-        for k, b in self.model.named_buffers():
-            b.copy_(src[k])
+        avg, live, buffers = self._pairs(model)
+        if avg:
+            torch._foreach_lerp_(avg, [p.detach() for p in live], 1.0 - self.decay_at(n))
+        for avg_mod, mod, k in buffers:
+            avg_mod._buffers[k].copy_(mod._buffers[k])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
