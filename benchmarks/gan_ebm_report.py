@@ -20,7 +20,7 @@ RES = Path(__file__).parent / "results"
 LOSS_ORDER = ["minimax", "ns", "lsgan", "wgan", "wgan-gp", "hinge"]
 # tags of benchmarks/gan_modes.py runs, newest first (older tags were measured under other settings)
 MODE_TAGS = [("s3", "GAN mode coverage, session 3: longer runs, EMA with warm-up (ring8, grid25; 2500 samples; "
-                    "mean ± s.e. over seeds 0–4)"),
+                    "mean ± s.e. over the seeds run, from 0–4)"),
              ("final", "GAN mode coverage, session 2 (earlier, shorter budget; EMA 0.99 WITHOUT warm-up; superseded "
                        "by the table above where a loss was rerun)")]
 
@@ -38,8 +38,9 @@ def ms(v: list[float]) -> str:
         fin = [x for x in v if math.isfinite(x)]
         return f"inf ({len(v) - len(fin)} of {len(v)} seeds without HQ samples)"
     m = st.mean(v)
-    se = st.stdev(v) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return f"{m:.2f} ± {se:.2f}"
+    if len(v) == 1:
+        return f"{m:.2f} (one seed)"
+    return f"{m:.2f} ± {st.stdev(v) / math.sqrt(len(v)):.2f}"
 
 
 def mode_table(rs: list[dict]) -> list[str]:
