@@ -8,9 +8,9 @@ command, settings, machine and date; this script only concatenates them in a fix
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-ORDER = ["bench_quick", "bench_digits", "engine", "realnvp", "flows", "flows_peers", "autoregressive", "latent",
-         "vae_peers", "gan_ebm", "diffusion", "diffusion_peers", "fm_toys", "fm_peers", "metrics", "feature_nets",
-         "rate"]
+ORDER = ["bench_quick", "bench_digits", "engine", "realnvp", "flows", "flows_peers", "autoregressive", "mdn_bishop",
+         "latent", "vae_peers", "gan_ebm", "gan_images_mnist5k", "diffusion", "diffusion_peers", "fm_toys", "sde_toys",
+         "fm_peers", "metrics", "feature_nets", "rate"]
 
 INCLUDED = {"diffusion_bound", "diffusion_peers"}    # parts of diffusion.md (benchmarks/diffusion.py report)
 

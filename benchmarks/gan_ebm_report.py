@@ -97,7 +97,9 @@ def image_table(rs: list[dict]) -> list[str]:
                            f"{x['classifier_score']:.2f} | – | – | – | – | – | – |")
             continue
         ca = f"{r['class_accuracy']:.3f}" if r.get("class_accuracy") is not None else "–"
-        out.append(f"| {r['run']} (seed {r['seed']}) | {r['data']} | {r['n_samples']} | {r['fd']:.2f} | {r['kid']:.3f} | "
+        tag = " [spectral_norm]" if (r.get("model") or {}).get("spectral_norm") else ""
+        tag += f" [{r['tag']}]" if r.get("tag") and r["tag"] != "sn" else ""
+        out.append(f"| {r['run']}{tag} (seed {r['seed']}) | {r['data']} | {r['n_samples']} | {r['fd']:.2f} | {r['kid']:.3f} | "
                    f"{r['classifier_score']:.2f} | {ca} | {r['train']['steps']} | {r['train_cpu_s']:.0f} | {r['train_wall_s']:.0f} | "
                    f"{r['eval_cpu_s']:.0f} | {r['load1']:.1f} |")
     return out
