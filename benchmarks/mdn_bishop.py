@@ -199,31 +199,37 @@ before c64b238 ran its `mdn` options from the working tree (committed unchanged 
 
 NOTES = """
 Findings (the one-seed rows are seed 0 and were compared on val only):
-- Noise regularisation (Rothfuss et al. 2019; `noise_x`, `noise_cond`) hurts here: the posterior is
-  uniform on intervals, and its sharp edges are what Gaussian smoothing blurs. σ = 0.02 on x and t
-  costs 0.055 nats on val, σ = 0.01 costs 0.013, σ = 0.005 is neutral.
+- Noise regularisation (Rothfuss et al. 2019; `noise_x`, `noise_cond`) on both x and t hurts here: the
+  posterior is uniform on intervals, and its sharp edges in x are what Gaussian smoothing blurs. σ = 0.02
+  on x and t costs 0.055 nats on val, σ = 0.01 costs 0.013, σ = 0.005 is neutral.
+- Noise on the condition t ALONE helps (the edges move smoothly with t, so smoothing along t is the
+  right prior): one MDN, seed 0, val −1.141 (none) → −1.144 / −1.147 / −1.145 / −1.113 for
+  σ_t = 0.005 / 0.01 / 0.015 / 0.03; σ_t = 0.01 was kept (best on val). With 3 members: val median
+  −1.160 at 4000 steps (test −1.150) and −1.163 at 6000 steps (test −1.152, the default). A 3-member
+  σ_t = 0.015 run was stopped after seed 0 (val −1.155, worse than 0.01) to free the CPU; it is not in the table.
 - Neutral within seed noise (±0.01): dropout 0.1, EMA 0.995 of the weights, AdamW weight decay 0.1.
   Worse: mini-batches of 250; lr 0.001 (still underfitting at 4000 steps), 0.005 and 0.01 — 0.003
   is the best of the four; 40 components; a rescaled input (t − ½)·3 or ·10 (·10 fits val faster,
-  then overfits; its test is worse); 8000 steps (val best at step 5400, test −1.122).
+  then overfits; its test is worse); 8000 steps without noise (val best at step 5400, test −1.122).
 - What helps is averaging: an ensemble of 3 MDNs (`members=3`) beats one MDN with the same settings
   by 0.02 nats on val and 0.01 on test (seed 0); 5 members are no better on val. The earlier
   mixture of three separately trained seeds (results/autoregressive.md) gained 0.015 on test.
-- What is left: with 20,000 training points one MDN of this size reaches −1.166 on test
-  (results/autoregressive.md): approximating (and learning) the sharp edges of the uniform
-  posterior with Gaussians costs ≈ 0.12 nats even with ample data, and with the 1000 training points the
-  ensemble stays ≈ 0.03 nats behind that.
+- For scale: with 20,000 training points one MDN of this size (no noise) reaches −1.166 on test
+  (results/autoregressive.md); approximating the sharp edges of the uniform posterior with Gaussians
+  costs ≈ 0.12 nats against the oracle even with ample data. The default's margin to the target
+  (0.002) is below the test estimate's standard error (≈ 0.008 over 5000 points): the target is met
+  by the pre-declared protocol (settings chosen on val, median of 3 seeds), not by a wide margin.
 """
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--components", type=int, default=20)
     ap.add_argument("--hidden", default="128,128")
     ap.add_argument("--act", default="silu")
     ap.add_argument("--noise-x", type=float, default=0.0, help="mdn noise_x (training-loss noise on x)")
-    ap.add_argument("--noise-cond", type=float, default=0.0, help="mdn noise_cond (training-loss noise on t)")
+    ap.add_argument("--noise-cond", type=float, default=0.01, help="mdn noise_cond (training-loss noise on t; 0.01 won on val)")
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--members", type=int, default=3, help="mdn members (an ensemble of M MDNs; 3 won on val)")
     ap.add_argument("--min-std", type=float, default=1e-3)
