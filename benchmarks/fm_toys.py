@@ -73,6 +73,14 @@ COMMANDS = [
     "# session 3, the three hardest toys with the same features, seed 0 only (no CPU time for more):",
     "nice -n 5 python benchmarks/fm_toys.py run --families flow-matching --toys rings,checkerboard,2spirals --seeds 0 "
     "--set x_fourier=64 --set x_fourier_sigma=2.0 --rtol 1e-4 --atol 1e-4",
+    "# session 3, end: longer runs chosen on val (seed 0, tag tune-steps: pinwheel plain 8000 steps -0.012, 2spirals "
+    "Fourier 8000 steps 0.026, rings Fourier 16000 steps 0.042, checkerboard F=32 σ=1 16000 steps 0.108):",
+    "nice -n 5 python benchmarks/fm_toys.py run --families flow-matching --toys pinwheel --seeds 0,1,2 --steps 8000 "
+    "--rtol 1e-4 --atol 1e-4",
+    "nice -n 5 python benchmarks/fm_toys.py run --families flow-matching --toys 2spirals --seeds 0,1,2 --steps 8000 "
+    "--set x_fourier=64 --set x_fourier_sigma=2.0 --rtol 1e-4 --atol 1e-4",
+    "nice -n 5 python benchmarks/fm_toys.py run --families flow-matching --toys rings --seeds 0,1,2 --steps 16000 "
+    "--set x_fourier=64 --set x_fourier_sigma=2.0 --rtol 1e-4 --atol 1e-4",
     "# tuning (val split; rows in the Tuning table), e.g.:",
     "nice -n 5 python benchmarks/fm_toys.py run --families flow-matching --toys rings --seeds 0 --split val --tag tune-ff "
     "--set x_fourier=64 --set x_fourier_sigma=2.0 --n-nll 1000 --rtol 1e-4 --atol 1e-4",
