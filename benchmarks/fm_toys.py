@@ -121,10 +121,11 @@ def run_one(toy, family, seed, a, model_kw):
         tols[f"{tol:g}"] = dict(mean_abs_diff=round((lt + nll[:len(xs)]).abs().mean().item(), 5),
                                 mean_diff=round((lt + nll[:len(xs)]).mean().item(), 5), nfe=m.last_nfe)
     g = torch.Generator().manual_seed(10_000 + seed)
-    # score-sde: dopri5 on the probability-flow ODE backwards to t_eps underflows its float32 step (stiff
-    # near t_eps), so its samples use RK4 with 100 steps (400 NFE) on the same ODE
-    sopts = dict(sampler="dopri5", rtol=a.rtol, atol=a.atol) if family == "flow-matching" else dict(sampler="rk4", steps=100)
+    # dopri5 for both families (session-2 score-sde rows used RK4 ×100: dopri5 then failed near t_eps, fixed in d2ec64b)
+    sopts = dict(sampler="dopri5", rtol=a.rtol, atol=a.atol)
+    c0 = time.process_time()
     s = m.sample(a.n_ed, generator=g, **sopts)
+    sample_nfe, sample_cpu = m.last_nfe, time.process_time() - c0
     ref = ev.x[len(ev.x) - a.n_ed:]      # held-out points not used for the NLL where the split allows
     H = ev.entropy
     paired = {}
@@ -139,6 +140,7 @@ def run_one(toy, family, seed, a, model_kw):
                 nll=round(nll.mean().item(), 4), nll_se=round(nll.std().item() / len(nll) ** 0.5, 4),
                 n_nll=len(nll), entropy=round(H, 4), kl_gap=round(nll.mean().item() - H, 4), nll_nfe=nfe, **paired,
                 rtol=a.rtol, atol=a.atol, ed_sampler=sopts, **({"tol_check": tols} if tols else {}),
+                sample_nfe=sample_nfe, sample_cpu_s=round(sample_cpu, 1),
                 energy_distance=round(energy_distance(s, ref), 5),
                 data_vs_data=round(energy_distance(tr.x[:a.n_ed], ref), 5), n_ed=a.n_ed,
                 train_wall_s=round(train_wall, 1), train_cpu_s=round(train_cpu, 1),

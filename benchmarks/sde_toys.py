@@ -19,19 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-import genlab as gl
-from genlab.metrics.distances import energy_distance
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fm_toys import TOYS, commit  # noqa: E402  (read-only reuse of the flow-matching benchmark's helpers)
+from fm_toys import TOYS, run_one as fm_run_one  # noqa: E402  (read-only reuse of the flow-matching benchmark's helpers)
 
 RESULTS = Path(__file__).parent / "results"
 RAW = RESULTS / "sde_toys.jsonl"
@@ -48,44 +44,10 @@ TRAIN_EVAL_DEFAULTS = {"steps": 4000, "batch": 256, "lr": 2e-3, "warmup": 100, "
 
 
 def run_one(toy, seed, a, model_kw):
-    tr = gl.load_dataset(toy, n=a.n_train)
-    ev = gl.load_dataset(toy, split=a.split)
-    torch.manual_seed(seed)
-    m = gl.create("score-sde", data=tr, width=a.width, depth=a.depth, emb_dim=a.emb_dim, x_scale=a.x_scale,
-                  embedding=a.embedding, **model_kw)
-    w0, c0 = time.time(), time.process_time()
-    gl.train(m, tr, steps=a.steps, batch_size=a.batch, lr=a.lr, schedule="cosine", warmup=a.warmup, ema=a.ema,
-             seed=seed, progress=False, eval_every=-1, checkpoint_every=0, grad_clip=a.grad_clip)
-    train_wall, train_cpu = time.time() - w0, time.process_time() - c0
-    m.eval()
-    w0, c0 = time.time(), time.process_time()
-    x = ev.x[:a.n_nll]
-    nll = torch.cat([-m.log_prob(x[i:i + 1000], rtol=a.rtol, atol=a.atol).detach() for i in range(0, len(x), 1000)])
-    nfe = m.last_nfe
-    nll_wall, nll_cpu = time.time() - w0, time.process_time() - c0
-    g = torch.Generator().manual_seed(10_000 + seed)
-    w0, c0 = time.time(), time.process_time()
-    s = m.sample(a.n_ed, generator=g, sampler="dopri5", rtol=a.rtol, atol=a.atol)
-    sample_nfe, sample_cpu = m.last_nfe, time.process_time() - c0
-    ref = ev.x[len(ev.x) - a.n_ed:]      # held-out points not used for the NLL
-    H = ev.entropy
-    paired = {}
-    if ev.log_prob_fn is not None:       # exact density: KL = E[log p − log q] on the same points (low variance)
-        d = nll + ev.log_prob_fn(x.double()).float()
-        paired = dict(kl_paired=round(d.mean().item(), 4), kl_paired_se=round(d.std().item() / len(d) ** 0.5, 4))
-    return dict(toy=toy, family="score-sde", seed=seed, split=a.split, tag=a.tag, config=model_kw,
-                net=dict(width=a.width, depth=a.depth, emb_dim=a.emb_dim, embedding=a.embedding, x_scale=a.x_scale),
-                train=dict(steps=a.steps, batch=a.batch, lr=a.lr, warmup=a.warmup, ema=a.ema, ema_warmup=True,
-                           n_train=a.n_train, grad_clip=a.grad_clip, schedule="cosine"),
-                nll=round(nll.mean().item(), 4), nll_se=round(nll.std().item() / len(nll) ** 0.5, 4),
-                n_nll=len(nll), entropy=round(H, 4), kl_gap=round(nll.mean().item() - H, 4), nll_nfe=nfe, **paired,
-                rtol=a.rtol, atol=a.atol, ed_sampler=dict(sampler="dopri5", rtol=a.rtol, atol=a.atol),
-                sample_nfe=sample_nfe, sample_cpu_s=round(sample_cpu, 1),
-                energy_distance=round(energy_distance(s, ref), 5),
-                data_vs_data=round(energy_distance(tr.x[:a.n_ed], ref), 5), n_ed=a.n_ed,
-                train_wall_s=round(train_wall, 1), train_cpu_s=round(train_cpu, 1),
-                nll_wall_s=round(nll_wall, 1), nll_cpu_s=round(nll_cpu, 1),
-                load=round(os.getloadavg()[0], 2), commit=commit(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    """One score-sde run under fm_toys.py's protocol (the same function trains, scores and records both)."""
+    for k, v in dict(tol_check="", n_tol=300, save=None, no_ema_warmup=False).items():   # fm_toys-only options
+        setattr(a, k, getattr(a, k, v))
+    return fm_run_one(toy, "score-sde", seed, a, model_kw)
 
 
 def run(a):
