@@ -9,6 +9,7 @@ from torch import nn
 
 import genlab as gl
 from genlab.data import DataInfo
+from genlab.models.base import ModelError
 from genlab.sampling.ode import ode_log_prob, uniform_grid
 from genlab.sampling.sde import euler_maruyama
 
@@ -233,3 +234,22 @@ def test_likelihood_weighted_loss_is_the_integral():
     vals = torch.stack(vals)
     quad = float((0.5 * (vals[1:] + vals[:-1]) * grid.diff()).sum())
     assert abs(is_loss / quad - 1) < 0.03, (is_loss, quad)
+
+
+def test_fourier_input_features_are_shared_by_every_denoiser_family():
+    """``x_fourier`` lives in the shared network config: score-sde and ddpm (with a doubled output for learned
+    variances) get the same γ(x) = [x, sin 2πBx, cos 2πBx] input; a U-Net with it is refused."""
+    from genlab.nn.unet import FourierInputNet
+    info = DataInfo(shape=(2,))
+    for name, extra in (("score-sde", {}), ("ddpm", {"variance": "learned", "T": 10})):
+        m = gl.create(name, data=info, x_fourier=4, x_fourier_sigma=0.5, width=16, depth=1, **extra)
+        assert isinstance(m.net, FourierInputNet) and m.net.B.shape == (4, 2)
+        x = torch.randn(5, 2)
+        a = 2 * math.pi * x @ m.net.B.T
+        assert torch.allclose(m.net.features(x), torch.cat([x, a.sin(), a.cos()], 1))
+        out = m.net(x, torch.rand(5))
+        assert out.shape == (5, 2 * (2 if name == "ddpm" else 1))
+        loss = m.loss({"x": x})
+        assert torch.isfinite(loss["loss"] if isinstance(loss, dict) else loss).all()
+    with pytest.raises(ModelError, match="x_fourier"):
+        gl.create("score-sde", data=DataInfo(shape=(1, 8, 8), modality="image"), network="unet", x_fourier=4)

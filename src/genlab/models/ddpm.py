@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.base import DataInfo
-from ..nn.unet import TimeMLP, UNet
+from ..nn.unet import FourierInputNet, TimeMLP, UNet
 from ..sampling.guidance import classifier_free, classifier_log_prob_grad
 from .base import GenerativeModel, ModelError
 from .registry import register
@@ -58,6 +58,8 @@ class NetConfig:
     dropout: float = 0.0
     cond_drop: float = 0.1               # classifier-free guidance: p(drop the label) in training
     x_scale: float = 1.0                 # continuous data: the network sees x · x_scale
+    x_fourier: int = 0                   # mlp: F random Fourier features of x as extra inputs (0 = off)
+    x_fourier_sigma: float = 1.0         # their frequencies B ~ N(0, σ²) (cycles per unit of model space)
 
 
 def default_net_config(cfg, info: DataInfo):
@@ -95,6 +97,8 @@ class DenoiserFamily(GenerativeModel):
     def build_net(self, out_mult: int = 1):
         cfg, info = self.config, self.info
         self.num_classes = info.num_classes if info.cond == "label" else None
+        if cfg.x_fourier and (cfg.network != "mlp" or cfg.x_fourier < 0):
+            raise ModelError(f"x_fourier needs network='mlp' and a count ≥ 0, got {cfg.network!r}, {cfg.x_fourier}")
         if cfg.network == "unet":
             if len(info.shape) != 3:
                 raise ModelError(f"network='unet' needs images (C, H, W), got shape {info.shape}; use network='mlp'")
@@ -102,6 +106,10 @@ class DenoiserFamily(GenerativeModel):
                         self.num_classes, cfg.dropout, cfg.embedding, out_channels=info.shape[0] * out_mult)
         if cfg.network == "mlp":
             D = info.dim
+            if cfg.x_fourier:   # γ(x) = [x, sin 2πBx, cos 2πBx] as the MLP's input (see FourierInputNet)
+                return FourierInputNet(TimeMLP(D + 2 * cfg.x_fourier, cfg.width, cfg.depth, cfg.emb_dim,
+                                               self.num_classes, embedding=cfg.embedding, out_dim=D * out_mult),
+                                       D, cfg.x_fourier, cfg.x_fourier_sigma)
             return TimeMLP(D, cfg.width, cfg.depth, cfg.emb_dim, self.num_classes, embedding=cfg.embedding,
                            out_dim=D * out_mult)
         raise ModelError(f"unknown network {cfg.network!r}; choose 'mlp' or 'unet'")

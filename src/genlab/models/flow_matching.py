@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import DataInfo, Dataset
-from ..nn.unet import TimeMLP
+from ..nn.unet import FourierInputNet, TimeMLP  # noqa: F401  (FourierInputNet: re-exported)
 from ..sampling.guidance import classifier_guided_velocity, classifier_log_prob_grad, gaussian_path_guidance_coef
 from ..sampling.ode import SOLVERS, ode_log_prob, odeint, standard_normal_log_prob, uniform_grid
 from .base import GenerativeModel, ModelError
@@ -111,26 +111,6 @@ def ot_pairing(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     return perm.to(x0.device)
 
 
-class FourierInputNet(nn.Module):
-    """``v(x, t) = net(γ(x), t)`` with Gaussian random Fourier features of the input (Tancik et al. 2020)
-    ``γ(x) = [x, sin(2π B x), cos(2π B x)]``, ``B ~ N(0, σ²)`` of shape (F, D), a saved buffer. An MLP on x
-    alone learns high spatial frequencies slowly (spectral bias); near t = 1 the velocity of thin
-    structure (rings of width w) turns over on the scale w. γ is smooth, so ∇·v stays exact by autograd."""
-
-    def __init__(self, net: nn.Module, dim: int, n: int, sigma: float, seed: int = 0):
-        super().__init__()
-        self.net = net
-        g = torch.Generator().manual_seed(seed)
-        self.register_buffer("B", torch.randn(n, dim, generator=g) * sigma)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        a = 2 * math.pi * x @ self.B.to(x).T
-        return torch.cat([x, a.sin(), a.cos()], dim=1)
-
-    def forward(self, x, t, y=None):
-        return self.net(self.features(x.flatten(1)), t, y).reshape(x.shape)
-
-
 @register("flow-matching")
 class FlowMatching(DenoiserFamily):
     """Flow matching: conditional FM (Gaussian paths), rectified flow + reflow, minibatch-OT coupling."""
@@ -143,8 +123,6 @@ class FlowMatching(DenoiserFamily):
         sigma_min: float = 1e-4             # σ_min of the Gaussian path (forced to 0 for rectified)
         dequantize: bool = True             # discrete data: uniform noise within each level's bin in training
         t_power: float = 1.0                # training times t = 1 − (1 − u)^t_power (1 = uniform; > 1: more near data)
-        x_fourier: int = 0                  # mlp: F random Fourier features of x as extra inputs (0 = off)
-        x_fourier_sigma: float = 1.0        # their frequencies B ~ N(0, σ²) (cycles per unit of model space)
 
     def __init__(self, info, config=None):
         super().__init__(info, config)
@@ -153,13 +131,6 @@ class FlowMatching(DenoiserFamily):
         if not self.config.t_power > 0:
             raise ModelError(f"t_power must be > 0, got {self.config.t_power}")
         self.net = self.build_net()
-        c = self.config
-        if c.x_fourier:
-            if c.network != "mlp" or c.x_fourier < 0:
-                raise ModelError(f"x_fourier needs network='mlp' and a count ≥ 0, got {c.network!r}, {c.x_fourier}")
-            D = self.info.dim
-            self.net = FourierInputNet(TimeMLP(D + 2 * c.x_fourier, c.width, c.depth, c.emb_dim, self.num_classes,
-                                               embedding=c.embedding, out_dim=D), D, c.x_fourier, c.x_fourier_sigma)
         self.last_nfe = 0
 
     @property

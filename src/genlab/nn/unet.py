@@ -2,6 +2,8 @@
 
 - :class:`TimeMLP` for vectors: residual MLP blocks, each receiving the time (and class)
   embedding added to its hidden state.
+- :class:`FourierInputNet` wraps a vector net so that it sees random Fourier features of x
+  (``x_fourier`` in every denoiser family's config).
 - :class:`UNet` for small images (8×8, 28×28): the DDPM U-Net of Ho et al. (2020) shrunk —
   residual blocks with GroupNorm and a time-embedding bias, self-attention at the lowest
   resolution, skip connections by concatenation.
@@ -12,6 +14,7 @@ classifier-free guidance, or None for unconditional networks.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -71,6 +74,26 @@ class TimeMLP(nn.Module):
             h = b(h, e)
         out = self.out(h)
         return out if x.ndim == 2 or self.out_dim_set else out.reshape(x.shape[0], -1, *x.shape[2:])
+
+
+class FourierInputNet(nn.Module):
+    """``v(x, t) = net(γ(x), t)`` with Gaussian random Fourier features of the input (Tancik et al. 2020)
+    ``γ(x) = [x, sin(2π B x), cos(2π B x)]``, ``B ~ N(0, σ²)`` of shape (F, D), a saved buffer. An MLP on x
+    alone learns high spatial frequencies slowly (spectral bias); near t = 1 the velocity of thin
+    structure (rings of width w) turns over on the scale w. γ is smooth, so ∇·v stays exact by autograd."""
+
+    def __init__(self, net: nn.Module, dim: int, n: int, sigma: float, seed: int = 0):
+        super().__init__()
+        self.net = net
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("B", torch.randn(n, dim, generator=g) * sigma)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        a = 2 * math.pi * x @ self.B.to(x).T
+        return torch.cat([x, a.sin(), a.cos()], dim=1)
+
+    def forward(self, x, t, y=None):
+        return self.net(self.features(x.flatten(1)), t, y).reshape(x.shape[0], -1, *x.shape[2:])
 
 
 def _gn(c):
@@ -164,4 +187,4 @@ class UNet(nn.Module):
         return self.out(h)
 
 
-__all__ = ["TimeMLP", "UNet"]
+__all__ = ["FourierInputNet", "TimeMLP", "UNet"]
