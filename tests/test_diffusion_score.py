@@ -31,8 +31,13 @@ class GaussianEpsNet(nn.Module):
         return std * (x - m * self.mu) / (m ** 2 * S ** 2 + std ** 2)
 
 
+def sde_kw(sde):
+    """test id → score-sde config: ``vp`` (linear β), ``vp-cosine`` (m_t = cos(πct/2)), ``ve``."""
+    return dict(sde="vp", schedule="cosine") if sde == "vp-cosine" else dict(sde=sde)
+
+
 def analytic_sde(sde):
-    m = gl.create("score-sde", data=DataInfo(shape=(2,)), sde=sde, width=8, depth=1, sigma_max=50.0)
+    m = gl.create("score-sde", data=DataInfo(shape=(2,)), width=8, depth=1, sigma_max=50.0, **sde_kw(sde))
     m.net = GaussianEpsNet(m)
     return m.double()
 
@@ -43,7 +48,7 @@ def marginal_logp(m, x, t):
     return (-0.5 * (x - mt * MU) ** 2 / v - 0.5 * torch.log(2 * math.pi * v)).sum(1)
 
 
-@pytest.mark.parametrize("sde", ["vp", "ve"])
+@pytest.mark.parametrize("sde", ["vp", "vp-cosine", "ve"])
 def test_marginals_match_the_forward_sde(sde):
     m = analytic_sde(sde)
     g = torch.Generator().manual_seed(0)
@@ -55,7 +60,41 @@ def test_marginals_match_the_forward_sde(sde):
     assert abs(out.std().item() / std.item() - 1) < 0.03
 
 
-@pytest.mark.parametrize("sde", ["vp", "ve"])
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_vp_marginal_solves_the_moment_odes(schedule):
+    """For x_0 fixed, the VP SDE's mean and variance obey dE/dt = −½β E and dV/dt = β(1 − V) (V(0) = 0):
+    an 8th-order adaptive solve (scipy DOP853, rtol 1e-12) with the model's β(t) reproduces the closed-form (m_t, std_t²), and the time
+    derivatives (ṁ, (std)˙) match central finite differences of the marginal (cosine: t up to 1, where
+    β(1) = πc tan(πc/2) ≈ 498)."""
+    from scipy.integrate import solve_ivp
+    m = gl.create("score-sde", data=DataInfo(shape=(2,)), sde="vp", schedule=schedule, width=8, depth=1)
+
+    def rhs(t, y):
+        b = float(m.beta(torch.tensor(t, dtype=torch.float64)))
+        return [-0.5 * b * y[0], b * (1 - y[1])]
+    ts = [0.05, 0.3, 0.7, 1.0]
+    sol = solve_ivp(rhs, (0.0, 1.0), [1.0, 0.0], method="DOP853", t_eval=ts, rtol=1e-12, atol=1e-13)
+    mt, std = m.marginal(torch.tensor(ts, dtype=torch.float64))
+    assert torch.allclose(torch.from_numpy(sol.y[0]), mt, rtol=1e-8, atol=1e-10), (sol.y[0], mt)
+    assert torch.allclose(torch.from_numpy(sol.y[1]), std ** 2, rtol=1e-8, atol=1e-10), (sol.y[1], std ** 2)
+    t = torch.linspace(1e-3, 1 - 1e-3, 50, dtype=torch.float64)
+    dm, dstd = m.marginal_dot(t)
+    e = 1e-6
+    (mp, sp), (mm, sm) = m.marginal(t + e), m.marginal(t - e)
+    assert torch.allclose(dm, (mp - mm) / (2 * e), rtol=1e-6, atol=1e-9)
+    assert torch.allclose(dstd, (sp - sm) / (2 * e), rtol=1e-6, atol=1e-9)
+    if schedule == "cosine":      # the velocity target is bounded: |ṁ|, (std)˙ ≤ πc/2 (linear: (std)˙ ~ t^(−1/2))
+        assert dstd.abs().max() <= math.pi / 2 and dm.abs().max() <= math.pi / 2
+
+
+def test_cosine_schedule_is_refused_for_ve_and_c_of_one():
+    with pytest.raises(ModelError, match="VP"):
+        gl.create("score-sde", data=DataInfo(shape=(2,)), sde="ve", schedule="cosine")
+    with pytest.raises(ModelError, match="cosine_c"):
+        gl.create("score-sde", data=DataInfo(shape=(2,)), schedule="cosine", cosine_c=1.0)
+
+
+@pytest.mark.parametrize("sde", ["vp", "vp-cosine", "ve"])
 def test_exact_score_and_probability_flow_likelihood(sde):
     m = analytic_sde(sde)
     t = 0.4
@@ -78,7 +117,7 @@ def test_exact_score_and_probability_flow_likelihood(sde):
 
 
 @pytest.mark.parametrize("sde,sampler,steps", [("vp", "em", 300), ("vp", "pc", 100), ("vp", "rk4", 20),
-                                               ("ve", "em", 300), ("ve", "heun", 50)])
+                                               ("vp-cosine", "em", 300), ("ve", "em", 300), ("ve", "heun", 50)])
 def test_score_sde_samplers_reach_the_gaussian(sde, sampler, steps):
     m = analytic_sde(sde)
     x = m.sample(8000, sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(0))
@@ -146,13 +185,13 @@ class GaussianVelocityNet(nn.Module):
 
 
 def analytic_velocity(sde, t_eps=1e-3):
-    m = gl.create("score-sde", data=DataInfo(shape=(2,)), sde=sde, width=8, depth=1, sigma_max=50.0,
-                  prediction="velocity", t_eps=t_eps)
+    m = gl.create("score-sde", data=DataInfo(shape=(2,)), width=8, depth=1, sigma_max=50.0,
+                  prediction="velocity", t_eps=t_eps, **sde_kw(sde))
     m.net = GaussianVelocityNet(m)
     return m.double()
 
 
-@pytest.mark.parametrize("sde", ["vp", "ve"])
+@pytest.mark.parametrize("sde", ["vp", "vp-cosine", "ve"])
 def test_velocity_parameterisation_gives_the_exact_score_and_likelihood(sde):
     """The exact drift as the network: s_θ = 2(f − net)/g² is the true score, and the model's ODE
     log-likelihood (down to t_ε = 1e-5) is the closed form (up to the known prior mismatch)."""
@@ -167,12 +206,13 @@ def test_velocity_parameterisation_gives_the_exact_score_and_likelihood(sde):
     assert torch.allclose(res.log_prob, marginal_logp(m, xs, 1e-5), atol=1e-4)
 
 
-@pytest.mark.parametrize("sde", ["vp", "ve"])
+@pytest.mark.parametrize("sde", ["vp", "vp-cosine", "ve"])
 def test_velocity_loss_is_the_weighted_score_loss(sde):
     """Per example ‖s_θ(x_t) + z/std‖² = 4‖net − v‖²/g⁴ with v = ṁ x₀ + (std)˙ z, for any network; and
     (std)˙, ṁ against finite differences of the marginal."""
     torch.manual_seed(0)
-    m = gl.create("score-sde", data=DataInfo(shape=(2,)), sde=sde, width=16, depth=1, prediction="velocity").double()
+    m = gl.create("score-sde", data=DataInfo(shape=(2,)), width=16, depth=1, prediction="velocity",
+                  **sde_kw(sde)).double()
     t = torch.rand(64, dtype=torch.float64) * 0.98 + 0.01
     x0, z = torch.randn(64, 2, dtype=torch.float64), torch.randn(64, 2, dtype=torch.float64)
     mt, std = m.marginal(t)
@@ -189,15 +229,15 @@ def test_velocity_loss_is_the_weighted_score_loss(sde):
     assert torch.allclose(lhs, rhs, rtol=1e-8)
 
 
-@pytest.mark.parametrize("sde", ["vp", "ve"])
+@pytest.mark.parametrize("sde", ["vp", "vp-cosine", "ve"])
 def test_importance_sampling_of_t(sde):
     """t ~ q ∝ g²/std² on [t_ε, 1]: the empirical CDF matches ∫ g²/std² by quadrature, and the weights
     w = Z std²/g² · (λ/std²) equal the hand-computed Z = ∫ g²/std² dt (eps: constant)."""
-    m = gl.create("score-sde", data=DataInfo(shape=(2,)), sde=sde, weighting="likelihood", t_eps=1e-5,
-                  sigma_max=50.0)
+    m = gl.create("score-sde", data=DataInfo(shape=(2,)), weighting="likelihood", t_eps=1e-5,
+                  sigma_max=50.0, **sde_kw(sde))
     torch.manual_seed(0)
     t, w = m.sample_t(200_000)
-    grid = torch.logspace(-5, 0, 20001, dtype=torch.float64)
+    grid = torch.logspace(-5, 0, 200001, dtype=torch.float64)     # fine: the cosine β ≈ 498 rises steeply at t = 1
     _, g = m.f_g(torch.zeros(()), grid)
     _, std = m.marginal(grid)
     dens = g ** 2 / std ** 2
@@ -208,6 +248,10 @@ def test_importance_sampling_of_t(sde):
     for q in (1e-4, 1e-2, 0.3, 0.8):
         i = int(torch.searchsorted(grid, torch.tensor(q, dtype=torch.float64)))
         assert abs((t < grid[i]).double().mean().item() - float(cdf[i]) / Z) < 0.005
+    # the closed-form CDF against the quadrature, and its closed-form inverse against the CDF
+    F = m._is_cdf(grid)
+    assert torch.allclose(F[1:] - F[0], cdf[1:], rtol=1e-4, atol=1e-6)
+    assert torch.allclose(m._is_inverse(F), grid, rtol=1e-9, atol=0)
 
 
 def test_likelihood_weighted_loss_is_the_integral():

@@ -12,8 +12,15 @@ and sampled by annealed Langevin dynamics (Song & Ermon 2019 Alg. 1): for each �
 ``x + σ_L² s_θ(x, σ_L)`` (Jolicoeur-Martineau et al. 2021). No likelihood.
 
 ``score-sde`` — forward SDE ``dx = f(x,t) dt + g(t) dw`` on t ∈ [0, 1]:
-- VP (``sde="vp"``): ``f = −½β(t)x``, ``g = √β(t)``, ``β(t) = β_min + t(β_max − β_min)``;
-  ``x_t | x_0 ~ N(m_t x_0, (1 − m_t²) I)``, ``m_t = exp(−¼t²(β_max−β_min) − ½tβ_min)``.
+- VP (``sde="vp"``): ``f = −½β(t)x``, ``g = √β(t)``; ``x_t | x_0 ~ N(m_t x_0, (1 − m_t²) I)`` with
+  ``m_t = exp(−½B(t))``, ``B(t) = ∫_0^t β``; two schedules (``schedule=``):
+  ``"linear"`` (Song et al. 2021): ``β(t) = β_min + t(β_max − β_min)``, ``B = tβ_min + ½t²(β_max − β_min)``;
+  ``"cosine"`` (the continuous-time form of Nichol & Dhariwal 2021's cosine schedule, the "trigonometric"
+  VP path of Kingma et al. 2021 / Lu & Song 2024): ``m_t = cos(πct/2)``, ``std_t = sin(πct/2)``,
+  ``β(t) = −2 d log m_t/dt = πc tan(πct/2)`` (finite at t = 1 because ``c = cosine_c < 1``; m_1 = cos(πc/2)),
+  ``B = −2 log cos(πct/2)``. Its path velocity ``ṁ x_0 + (std)˙ z = (πc/2)(−sin(πct/2) x_0 + cos(πct/2) z)``
+  is bounded, whereas the linear schedule's ``(std)˙ = β m²/(2 std) ≈ ½√(β_min/t)`` grows without bound
+  as t → 0 (a noisy regression target for ``prediction="velocity"``).
 - VE (``sde="ve"``): ``f = 0``, ``g = σ(t)√(2 ln(σ_max/σ_min))``, ``σ(t) = σ_min(σ_max/σ_min)^t``;
   ``x_t | x_0 ~ N(x_0, σ(t)² I)`` (σ_min² neglected, as in Song et al.), prior N(0, σ_max² I).
 Objective: weighted denoising score matching (Song et al. 2021 eq. 7) with ``x_t = m_t x_0 + std_t z``,
@@ -28,7 +35,7 @@ Objective: weighted denoising score matching (Song et al. 2021 eq. 7) with ``x_t
 "Maximum likelihood training of score-based diffusion models", Thm. 1: the weighted loss then bounds the
 KL / NLL), with ``importance=True`` drawing t from q(t) ∝ g²/std² and dividing by q: for ``eps`` the loss
 is then ``Z ‖net − z‖²`` with ``Z = ∫_{t_ε}^1 g²/std² dt`` (their §4.2; VP: ∫ β/(1 − e^{−B}) dt =
-log(e^{B(t)} − 1), B(t) = ∫_0^t β, inverted in closed form; VE: g²/σ² = 2 ln(σ_max/σ_min), i.e. uniform).
+log(e^{B(t)} − 1), B(t) = ∫_0^t β, inverted in closed form for both schedules; VE: g²/σ² = 2 ln(σ_max/σ_min), i.e. uniform).
 Samplers: reverse-time SDE ``dx = [f − g² s_θ] dt + g dw̄`` by Euler–Maruyama (``em``) or
 predictor–corrector (``pc``); the probability-flow ODE ``dx/dt = f − ½ g² s_θ`` with any solver of
 ``genlab.sampling.ode`` (``euler``, ``heun``, ``rk4``, ``dopri5``), which also gives ``log_prob``
@@ -168,8 +175,10 @@ class ScoreSDE(DenoiserFamily):
     @dataclass
     class Config(NetConfig):
         sde: str = "vp"                       # vp | ve
-        beta_min: float = 0.1                 # VP
-        beta_max: float = 20.0                # VP
+        schedule: str = "linear"              # VP: linear β(t) | cosine (m_t = cos(πct/2))
+        beta_min: float = 0.1                 # VP linear
+        beta_max: float = 20.0                # VP linear
+        cosine_c: float = 0.996               # VP cosine: c < 1 keeps β(1) = πc tan(πc/2) finite (m_1 ≈ 0.0063)
         sigma_min: float = 0.01               # VE
         sigma_max: float = 10.0               # VE
         t_eps: float = 1e-3                   # smallest time (training and sampling)
@@ -190,6 +199,12 @@ class ScoreSDE(DenoiserFamily):
         c = self.config
         if c.sde not in ("vp", "ve"):
             raise ModelError(f"sde must be 'vp' or 've', got {c.sde!r}")
+        if c.schedule not in ("linear", "cosine"):
+            raise ModelError(f"schedule must be 'linear' or 'cosine', got {c.schedule!r}")
+        if c.schedule == "cosine" and c.sde != "vp":
+            raise ModelError("schedule='cosine' is a VP schedule; use sde='vp'")
+        if c.schedule == "cosine" and not 0 < c.cosine_c < 1:
+            raise ModelError(f"need 0 < cosine_c < 1 (β(1) = πc tan(πc/2) is infinite at c = 1), got {c.cosine_c}")
         if c.prediction not in ("eps", "velocity"):
             raise ModelError(f"prediction must be 'eps' or 'velocity', got {c.prediction!r}")
         if c.weighting not in ("default", "likelihood"):
@@ -201,14 +216,27 @@ class ScoreSDE(DenoiserFamily):
 
     # ---- the SDE -------------------------------------------------------------------------------------------
     def beta(self, t):
+        """VP β(t): linear ``β_min + t(β_max − β_min)``; cosine ``πc tan(πct/2)``."""
         c = self.config
+        if c.schedule == "cosine":
+            return math.pi * c.cosine_c * torch.tan(0.5 * math.pi * c.cosine_c * t)
         return c.beta_min + t * (c.beta_max - c.beta_min)
+
+    def _B(self, t):
+        """VP ``B(t) = ∫_0^t β = −2 log m_t``."""
+        c = self.config
+        if c.schedule == "cosine":
+            return -torch.log1p(-torch.sin(0.5 * math.pi * c.cosine_c * t) ** 2)    # −log cos², exact near t = 0
+        return c.beta_min * t + 0.5 * (c.beta_max - c.beta_min) * t ** 2
 
     def marginal(self, t):
         """(m_t, std_t) of ``x_t | x_0 ~ N(m_t x_0, std_t² I)``."""
         c = self.config
         if c.sde == "vp":
-            log_m = -0.25 * t ** 2 * (c.beta_max - c.beta_min) - 0.5 * t * c.beta_min
+            if c.schedule == "cosine":
+                a = 0.5 * math.pi * c.cosine_c * t
+                return torch.cos(a), torch.sin(a)
+            log_m = -0.5 * self._B(t)
             return torch.exp(log_m), torch.sqrt(-torch.expm1(2 * log_m))
         return torch.ones_like(t), c.sigma_min * (c.sigma_max / c.sigma_min) ** t
 
@@ -229,9 +257,13 @@ class ScoreSDE(DenoiserFamily):
         return standard_normal_log_prob(z / s) - z[0].numel() * math.log(s)
 
     def marginal_dot(self, t):
-        """(dm_t/dt, d std_t/dt): VP ``ṁ = −½β m``, ``(std)˙ = β m²/(2 std)``; VE ``σ̇ = σ ln(σ_max/σ_min)``."""
+        """(dm_t/dt, d std_t/dt): VP ``ṁ = −½β m``, ``(std)˙ = β m²/(2 std)`` (cosine: ``(πc/2)(−sin, cos)(πct/2)``,
+        the same written without the 0/0 at t = 0); VE ``σ̇ = σ ln(σ_max/σ_min)``."""
         c = self.config
         m, std = self.marginal(t)
+        if c.sde == "vp" and c.schedule == "cosine":
+            k = 0.5 * math.pi * c.cosine_c
+            return -k * std, k * m
         if c.sde == "vp":
             b = self.beta(t)
             return -0.5 * b * m, 0.5 * b * m ** 2 / std
@@ -254,14 +286,17 @@ class ScoreSDE(DenoiserFamily):
         c = self.config
         t = torch.as_tensor(t, dtype=torch.float64)
         if c.sde == "vp":
-            B = c.beta_min * t + 0.5 * (c.beta_max - c.beta_min) * t ** 2
-            return torch.log(torch.expm1(B))
+            return torch.log(torch.expm1(self._B(t)))
         return 2 * math.log(c.sigma_max / c.sigma_min) * t
 
     def _is_inverse(self, u):
+        """t with ``_is_cdf(t) = u``: B = log(1 + e^u), then linear ``t = (√(β_min² + 2dB) − β_min)/d``,
+        cosine ``t = (2/πc) atan2(√(1 − e^{−B}), e^{−B/2})`` (= arccos(m) without its loss of precision at m → 1)."""
         c = self.config
         if c.sde == "vp":
             B = torch.nn.functional.softplus(u)                  # log(1 + e^u) = B
+            if c.schedule == "cosine":
+                return torch.atan2(torch.sqrt(-torch.expm1(-B)), torch.exp(-0.5 * B)) / (0.5 * math.pi * c.cosine_c)
             d = c.beta_max - c.beta_min
             return (torch.sqrt(c.beta_min ** 2 + 2 * d * B) - c.beta_min) / d
         return u / (2 * math.log(c.sigma_max / c.sigma_min))
