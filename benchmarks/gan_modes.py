@@ -32,7 +32,8 @@ RESULTS = Path(__file__).parent / "results"
 # session 3: 6000 / 12000 steps (seed-101 trajectories: ring8 85 / 95 / 98 % HQ at 1500 / 3000 / 6000 steps,
 # grid25 83 / 95 % at 4000 / 8000); session 2 ran 1500 / 2500 (rows tagged "final" in gan_modes.jsonl)
 BASE = dict(steps={"ring8": 6000, "grid25": 12000}, batch=256, hidden=(128, 128, 128), latent=2, lr=1e-3,
-            lr_d=None, lr_g=None, ema=0.99, ema_warmup=True, schedule="constant", pac=1, n_critic=0, betas=None)
+            lr_d=None, lr_g=None, ema=0.99, ema_warmup=True, schedule="constant", pac=1, n_critic=0, betas=None,
+            r1=0.0)
 TUNED = {
     "ns": {}, "minimax": {}, "lsgan": {}, "hinge": {},
     # 5 critic updates per step (the family's default): fewer steps for about the same CPU time (session 2)
@@ -53,7 +54,7 @@ def run(data: str, loss: str, seed: int, s: dict, out: Path, tag: str) -> dict:
     tr = gl.load_dataset(data, split="train")
     torch.manual_seed(seed)
     kw = dict(loss=loss, hidden=tuple(s["hidden"]), latent_dim=s["latent"], pac=s["pac"], n_critic=s["n_critic"],
-              lr_d=s["lr_d"], lr_g=s["lr_g"])
+              lr_d=s["lr_d"], lr_g=s["lr_g"], r1=s.get("r1", 0.0))
     if s["betas"]:
         kw["betas"] = tuple(s["betas"])
     m = gl.create("gan", data=tr, **kw)
@@ -96,6 +97,7 @@ def main():
     ap.add_argument("--pac", type=int)
     ap.add_argument("--n-critic", dest="n_critic", type=int)
     ap.add_argument("--betas", type=lambda v: tuple(float(b) for b in v.split(",")))
+    ap.add_argument("--r1", type=float, help="R1 penalty γ (gan option r1)")
     a = ap.parse_args()
     over = {k: getattr(a, k) for k in BASE}
     for seed in map(int, a.seeds.split(",")):

@@ -8,7 +8,7 @@ import genlab as gl
 from genlab.data.base import DataInfo, Dataset
 from genlab.metrics.distances import energy_distance
 from genlab.models.base import ModelError, NoLikelihoodError
-from genlab.models.gan import LOSSES, gradient_penalty
+from genlab.models.gan import LOSSES, gradient_penalty, r1_penalty
 
 
 def test_gradient_penalty_matches_hand_computation():
@@ -32,6 +32,54 @@ def test_gradient_penalty_matches_hand_computation():
     torch.testing.assert_close(gp_m, (per.norm(dim=1) - 1).pow(2).mean())
     gp_m.backward()   # create_graph=True: the penalty has a gradient w.r.t. the critic's weights
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.critic.parameters() if p.dim() > 1)
+
+
+@pytest.mark.parametrize("loss", ["ns", "lsgan"])
+def test_r1_penalty_matches_hand_computation(loss):
+    # R1 (Mescheder et al. 2018): (γ/2) E_x~data ‖∇_x D(x)‖², on REAL data only
+    torch.manual_seed(0)
+    real = torch.randn(6, 3, dtype=torch.float64)
+    w = torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
+    d, r1 = r1_penalty(lambda v: (v ** 2).sum(1) + v @ w, real)      # ∇D(x) = 2x + w
+    torch.testing.assert_close(r1, (2 * real + w).pow(2).sum(1).mean())
+    torch.testing.assert_close(d, (real ** 2).sum(1) + real @ w)
+    # the model's critic and loss (float32: to_unit casts), per-example input gradients one at a time
+    gamma = 3.0
+    x = real.float()
+    m = gl.create("gan", data=DataInfo(shape=(3,)), loss=loss, hidden=(8, 8), latent_dim=2, r1=gamma)
+    torch.manual_seed(5)
+    out = m.loss({"x": x}, phase="disc")
+    torch.manual_seed(5)
+    fake = m.generate(torch.randn(6, 2)).detach()
+    per = []
+    for xi in x:
+        xi = xi[None].clone().requires_grad_(True)
+        per.append(torch.autograd.grad(m.discriminate(xi)[0], xi)[0][0])
+    hand_r1 = torch.stack(per).pow(2).sum(1).mean()
+    assert hand_r1 > 1e-4
+    with torch.no_grad():
+        dr, df = m.discriminate(x), m.discriminate(fake)
+    base = {"ns": torch.nn.functional.softplus(-dr).mean() + torch.nn.functional.softplus(df).mean(),
+            "lsgan": 0.5 * ((dr - 1) ** 2).mean() + 0.5 * (df ** 2).mean()}[loss]
+    torch.testing.assert_close(out["r1"], hand_r1)
+    torch.testing.assert_close(out["loss"].detach(), base + 0.5 * gamma * hand_r1)
+    out["loss"].backward()       # create_graph=True: the penalty trains the critic's weights
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.critic.parameters() if p.dim() > 1)
+    # the weight gradient of R1 equals its central finite difference (float64)
+    m = m.double()
+    lin = next(mod for mod in m.critic.modules() if isinstance(mod, torch.nn.Linear))
+    _, r = r1_penalty(lambda v: m.discriminate(v), real)
+    g, = torch.autograd.grad(r, lin.weight)
+    fd = []
+    for h in (1e-6, -1e-6):
+        with torch.no_grad():
+            lin.weight[0, 0] += h
+        fd.append(r1_penalty(lambda v: m.discriminate(v), real)[1].detach())
+        with torch.no_grad():
+            lin.weight[0, 0] -= h
+    torch.testing.assert_close((fd[0] - fd[1]) / 2e-6, g[0, 0], rtol=1e-5, atol=1e-9)
+    with pytest.raises(ModelError, match="r1"):
+        gl.create("gan", data=DataInfo(shape=(3,)), loss="wgan-gp", r1=1.0)
 
 
 def test_spectral_norm_matches_largest_singular_value():

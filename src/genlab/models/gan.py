@@ -20,6 +20,13 @@ With d = D(x) the critic's raw output (a logit for the classifier losses), x ~ d
 - ``hinge`` (Lim & Ye 2017; Miyato et al. 2018) with spectral normalisation of every critic layer:
   L_D = max(0, 1 − d) + max(0, 1 + d̃);  L_G = −d̃.
 
+R1 (``r1=γ``, Mescheder, Geiger & Nowozin 2018, "Which training methods for GANs actually converge?",
+eq. 9), for the classifier losses (minimax, ns, lsgan, hinge): the critic's loss gains the zero-centred
+penalty on real data  (γ/2) E_{x~p_data} ‖∇_x D(x)‖²  (on the packed input when ``pac > 1``). At the
+equilibrium p_g = p_data the optimal critic is flat on the data, so the penalty does not move the
+equilibrium; it damps the critic's oscillation around it, which is their proof of local convergence
+where the unregularised GAN cycles.
+
 Logged extras: ``d_real``, ``d_fake`` (mean critic outputs) and, for the Wasserstein losses,
 ``wasserstein`` = E D(x) − E D(x̃), the critic's estimate of W₁ (up to the Lipschitz constant).
 
@@ -89,6 +96,18 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, eps: torch.
     xh = (eps * real + (1 - eps) * fake).detach().requires_grad_(True)
     grad, = torch.autograd.grad(critic(xh).sum(), xh, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def r1_penalty(critic, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(D(x), E‖∇_x D(x)‖²) on real x: the zero-centred R1 term (Mescheder et al. 2018, eq. 9).
+
+    Returns the critic's outputs too, so the loss reuses this forward pass; the squared norm keeps
+    its graph (``create_graph=True``) so it trains the critic's weights.
+    """
+    x = real.detach().requires_grad_(True)
+    d = critic(x)
+    grad, = torch.autograd.grad(d.sum(), x, create_graph=True)
+    return d, grad.flatten(1).pow(2).sum(1).mean()
 
 
 def spectral_norm_all(module: nn.Module) -> nn.Module:
@@ -167,6 +186,7 @@ class GAN(GenerativeModel):
         spectral_norm: bool | None = None        # None = on for hinge only
         conditional: bool = False
         pac: int = 1                             # PacGAN packing degree (vectors)
+        r1: float = 0.0                          # γ of the R1 penalty γ/2·E‖∇_x D(x)‖² on real x (0 = off)
 
     @classmethod
     def check_data(cls, info: DataInfo) -> None:
@@ -185,6 +205,9 @@ class GAN(GenerativeModel):
             raise ModelError("gan: conditional=True but the data have no labels/conditions")
         if c.pac > 1 and c.conditional:
             raise ModelError("gan: pac > 1 is for unconditional models")
+        if c.r1 < 0 or (c.r1 > 0 and c.loss in ("wgan", "wgan-gp")):
+            raise ModelError(f"gan: r1={c.r1} needs r1 >= 0 and a non-Wasserstein loss "
+                             "(wgan-gp has its own penalty; wgan clips weights)")
         self.conditional_ok = c.conditional
         self.cdim = cond_dim(info) if c.conditional else 0
         self.n_critic = c.n_critic or (5 if c.loss in ("wgan", "wgan-gp") else 1)
@@ -247,9 +270,16 @@ class GAN(GenerativeModel):
             with torch.no_grad():
                 fake = self.generate(z, cf)
             pr, pf = self._pack(real), self._pack(fake)
-            d_real, d_fake = self.discriminate(pr, cf, y), self.discriminate(pf, cf, y)
+            if c.r1 > 0:
+                d_real, r1 = r1_penalty(lambda v: self.discriminate(v, cf, y), pr)
+            else:
+                d_real = self.discriminate(pr, cf, y)
+            d_fake = self.discriminate(pf, cf, y)
             loss = disc_loss(c.loss, d_real, d_fake)
             out = {"d_real": d_real.mean().detach(), "d_fake": d_fake.mean().detach()}
+            if c.r1 > 0:
+                loss = loss + 0.5 * c.r1 * r1
+                out["r1"] = r1.detach()
             if c.loss in ("wgan", "wgan-gp"):
                 out["wasserstein"] = (d_real.mean() - d_fake.mean()).detach()
             if c.loss == "wgan-gp":
@@ -290,4 +320,4 @@ class GAN(GenerativeModel):
         return x
 
 
-__all__ = ["GAN", "LOSSES", "disc_loss", "gen_loss", "gradient_penalty", "spectral_norm_all"]
+__all__ = ["GAN", "LOSSES", "disc_loss", "gen_loss", "gradient_penalty", "r1_penalty", "spectral_norm_all"]
