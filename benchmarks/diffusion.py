@@ -6,7 +6,7 @@
     python benchmarks/diffusion.py report                              # → results/diffusion.md
 
 First-session subcommands (superseded, kept to reproduce their JSON): ``toys`` (2-D toy KL gaps; now
-benchmarks/fm_toys.py), ``digits`` and ``reflow`` (MLP ε-model bound and energy-distance NFE table →
+benchmarks/fm_toys.py and sde_toys.py; writes runs/diffusion_toys.json, read by nothing), ``digits`` and ``reflow`` (MLP ε-model bound and energy-distance NFE table →
 diffusion_digits.json, diffusion_reflow.json).
 """
 from __future__ import annotations
@@ -73,7 +73,9 @@ def toys(args):
                        n_nll=args.n_nll)
             print(json.dumps(rec), flush=True)
             out.append(rec)
-            with open(RES / "diffusion_toys.json", "w") as f:
+            # superseded by fm_toys.py / sde_toys.py: raw output under runs/, no longer a results file
+            (ROOT.parent / "runs").mkdir(exist_ok=True)
+            with open(ROOT.parent / "runs" / "diffusion_toys.json", "w") as f:
                 json.dump(out, f, indent=1)
 
 

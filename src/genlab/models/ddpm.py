@@ -36,7 +36,8 @@ from .base import GenerativeModel, ModelError
 from .registry import register
 from .schedules import (DiffusionSchedule, eps_to_x0, gaussian_kl, make_betas, to_eps_x0, v_target)
 
-PARAMETERIZATIONS = ("eps", "x0", "v", "levels")
+PARAMETERIZATIONS = ("eps", "x0", "v", "levels", "mixture")
+MIXTURE_OUT = 5   # parameterization="mixture": outputs per pixel (3 logits, μ, log s)
 VARIANCES = ("fixed_small", "fixed_large", "learned")
 
 
@@ -216,7 +217,7 @@ class DDPM(DenoiserFamily):
     class Config(NetConfig):
         T: int = 1000
         schedule: str = "linear"            # linear | cosine
-        parameterization: str = "eps"       # eps | x0 | v | levels (discrete data: x̂₀ = posterior mean over levels)
+        parameterization: str = "eps"       # eps | x0 | v | levels | mixture (discrete data: x̂₀ = a posterior mean)
         variance: str = "fixed_small"       # fixed_small (β̃) | fixed_large (β) | learned
         vlb_weight: float = 0.001           # λ of the hybrid loss (variance="learned")
         clip_x0: bool = True                # clip x̂₀ to [−1, 1] when sampling discrete (image) data
@@ -228,26 +229,54 @@ class DDPM(DenoiserFamily):
             raise ModelError(f"parameterization must be one of {PARAMETERIZATIONS}, got {c.parameterization!r}")
         if c.variance not in VARIANCES:
             raise ModelError(f"variance must be one of {VARIANCES}, got {c.variance!r}")
-        if c.parameterization == "levels" and not info.discrete:
-            raise ModelError("parameterization='levels' needs discrete data (integer levels); use eps, x0 or v")
+        if c.parameterization in ("levels", "mixture") and not info.discrete:
+            raise ModelError(f"parameterization={c.parameterization!r} needs discrete data (integer levels); "
+                             "use eps, x0 or v")
         self.schedule = DiffusionSchedule(make_betas(c.schedule, c.T))
-        self.n_levels = info.num_levels if c.parameterization == "levels" else 1
+        # network outputs per data channel for the prediction (before a learned-variance channel)
+        self.n_levels = {"levels": info.num_levels, "mixture": MIXTURE_OUT}.get(c.parameterization, 1)
         self.net = self.build_net(out_mult=self.n_levels + (1 if c.variance == "learned" else 0))
         self.last_nfe = 0
 
     @property
     def _param(self) -> str:
-        """How ``_raw``'s prediction is read: the level posterior is returned as x̂₀."""
-        return "x0" if self.config.parameterization == "levels" else self.config.parameterization
+        """How ``_raw``'s prediction is read: the level / mixture posterior mean is returned as x̂₀."""
+        return "x0" if self.config.parameterization in ("levels", "mixture") else self.config.parameterization
 
     # ---- the network's prediction at integer steps ----------------------------------------------------
     def _raw(self, xt, t, y, guidance=1.0):
         out = self.net_eval(xt, t.float() / self.config.T, y, guidance)
         C, K = xt.shape[1], self.n_levels
         pred, vv = (out[:, :C * K], out[:, C * K:]) if self.config.variance == "learned" else (out, None)
-        if K > 1:
+        if self.config.parameterization == "mixture":
+            pred = self.mixture_posterior_mean(pred, xt, t)
+        elif K > 1:
             pred = self.level_posterior_mean(pred, xt, t)
         return pred, vv
+
+    def mixture_posterior_mean(self, out, xt, t):
+        """``parameterization="mixture"``: x̂₀ = E[x₀ | x_t] under a per-pixel prior predicted by the network,
+        ``π_lo δ(−1) + π_hi δ(+1) + π_g N(μ, s²)`` (outputs per pixel: three logits, μ, log s), and the exact
+        Gaussian forward likelihood ``x_t | x₀ ~ N(a x₀, v)``, a = √ᾱ_t, v = 1 − ᾱ_t. By Bayes' rule the
+        weights are ``w_i ∝ π_i m_i(x_t)`` with the marginals ``m_lo = N(x_t; −a, v)``, ``m_hi = N(x_t; a, v)``,
+        ``m_g = N(x_t; a μ, a² s² + v)``, and ``x̂₀ = −w_lo + w_hi + w_g (μ + a s² (x_t − a μ)/(a² s² + v))``.
+        The two point masses are the extreme levels, where most pixels of scanned digits lie (81 % of
+        mnist5k's pixels are 0): at small t they are recognised exactly, which an ε-network cannot do to the
+        precision the bound needs; the Gaussian covers the rest at the cost of 5 outputs per pixel (the
+        ``levels`` posterior needs K, impractical at 256 levels)."""
+        B, C = xt.shape[0], xt.shape[1]
+        o = out.reshape(B, C, MIXTURE_OUT, *xt.shape[2:])
+        logits, mu, log_s = o[:, :, :3], o[:, :, 3], o[:, :, 4].clamp(-9.0, 3.0)
+        ab = self.schedule.at("alpha_bar", t, xt)
+        a, v = ab.sqrt(), 1 - ab
+        s2 = torch.exp(2 * log_s)
+        V = a * a * s2 + v
+        lm = torch.stack([-(xt + a) ** 2 / (2 * v) - 0.5 * torch.log(v).expand_as(xt),
+                          -(xt - a) ** 2 / (2 * v) - 0.5 * torch.log(v).expand_as(xt),
+                          -(xt - a * mu) ** 2 / (2 * V) - 0.5 * torch.log(V)], dim=2)
+        w = torch.softmax(logits + lm, dim=2)
+        mean_g = mu + a * s2 * (xt - a * mu) / V
+        return w[:, :, 1] - w[:, :, 0] + w[:, :, 2] * mean_g
 
     def level_posterior_mean(self, logits, xt, t):
         """``parameterization="levels"``: x̂₀ = E[x₀ | x_t] under a per-pixel categorical over the K levels
@@ -303,7 +332,7 @@ class DDPM(DenoiserFamily):
         xt = self.schedule.q_sample(x0, t, eps)
         pred, vv = self._raw(xt, t, y)
         ab = self.schedule.at("alpha_bar", t, x0)
-        if self.config.parameterization == "levels":   # L_simple on the ε implied by the level posterior
+        if self.config.parameterization in ("levels", "mixture"):   # L_simple on the ε implied by x̂₀
             mse = ((to_eps_x0(pred, xt, ab, "x0")[0] - eps) ** 2).mean()
         else:
             param = self.config.parameterization
