@@ -96,7 +96,8 @@ class ConstOut(nn.Module):
         self.out = out                        # (D, 5)
 
     def forward(self, x, t, y=None):
-        return self.out.T.reshape(-1).expand(x.shape[0], -1)   # channel-major, as the model reads it
+        # (B, 5·C, H, W) channel-major, the shape the model's MLP/U-Net call returns for images
+        return self.out.T.reshape(1, -1, *x.shape[2:]).expand(x.shape[0], -1, *x.shape[2:])
 
 
 def mixture_model(T=100, **kw):
@@ -155,3 +156,25 @@ def test_mixture_recognises_the_extreme_levels_at_small_t_and_trains():
         x = m.sample(3, steps=5, generator=torch.Generator().manual_seed(0))
         assert x.shape == (3, 1, 4, 4) and x.dtype == torch.long and 0 <= int(x.min()) and int(x.max()) < 256
         assert torch.isfinite(m.log_prob(x, bound_steps=5)).all()
+
+
+def test_mixture_decoder_is_a_distribution_over_the_levels():
+    """p_θ(x₀ | x_1) of the mixture parameterisation sums to one over the 256 levels for every pixel, puts the
+    point-mass weight on the extreme levels, and is what the bound's L_0 uses."""
+    m = mixture_model(T=1000)
+    m.net = ConstOut(torch.tensor([[1.0, -0.5, 0.0, 0.1, math.log(0.02)],
+                                   [-2.0, 0.5, 1.0, 0.6, math.log(0.3)]]))
+    x1 = torch.tensor([-1.01, -0.5, 0.08, 0.62, 0.99])[:, None, None, None].expand(5, 1, 2, 1).contiguous()
+    levels = torch.arange(256)
+    lp = torch.stack([m.mixture_decoder_log_prob(m.to_model(torch.full((5, 1, 2, 1), int(k))), x1) for k in levels])
+    total = lp.exp().sum(0)
+    assert torch.allclose(total, torch.ones_like(total), atol=1e-4), total
+    # a black pixel observed at x_1 ≈ −1 with a prior favouring δ(−1): nearly all the mass on level 0
+    assert lp[0, 0, 0, 0, 0].exp() > 0.99
+    # L_0 of the bound is this decoder: all-T terms at t = 0 equal −Σ log p_θ(x₀ | x_1) for the same x_1
+    x = torch.randint(0, 256, (4, 1, 2, 1), generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(4, 1, 2, 1, generator=torch.Generator().manual_seed(1))
+    x0 = m.to_model(x)
+    t0 = torch.zeros(4, dtype=torch.long)
+    want = -m.mixture_decoder_log_prob(x0, m.schedule.q_sample(x0, t0, noise)).flatten(1).sum(1)
+    assert torch.allclose(m._bound_term(x0, None, t0, noise).float(), want, atol=1e-5)

@@ -264,6 +264,14 @@ class DDPM(DenoiserFamily):
         mnist5k's pixels are 0): at small t they are recognised exactly, which an ε-network cannot do to the
         precision the bound needs; the Gaussian covers the rest at the cost of 5 outputs per pixel (the
         ``levels`` posterior needs K, impractical at 256 levels)."""
+        log_w, mean_g, _ = self._mixture_posterior(out, xt, t)
+        w = log_w.exp()
+        return w[:, :, 1] - w[:, :, 0] + w[:, :, 2] * mean_g
+
+    def _mixture_posterior(self, out, xt, t):
+        """Posterior of x₀ given x_t under the network's mixture prior: log weights (B, C, 3, …) of
+        (δ(−1), δ(+1), Gaussian) and the Gaussian part's posterior mean and variance
+        ``μ + a s² (x_t − a μ)/(a² s² + v)``, ``s² v/(a² s² + v)``."""
         B, C = xt.shape[0], xt.shape[1]
         o = out.reshape(B, C, MIXTURE_OUT, *xt.shape[2:])
         logits, mu, log_s = o[:, :, :3], o[:, :, 3], o[:, :, 4].clamp(-9.0, 3.0)
@@ -274,9 +282,21 @@ class DDPM(DenoiserFamily):
         lm = torch.stack([-(xt + a) ** 2 / (2 * v) - 0.5 * torch.log(v).expand_as(xt),
                           -(xt - a) ** 2 / (2 * v) - 0.5 * torch.log(v).expand_as(xt),
                           -(xt - a * mu) ** 2 / (2 * V) - 0.5 * torch.log(V)], dim=2)
-        w = torch.softmax(logits + lm, dim=2)
-        mean_g = mu + a * s2 * (xt - a * mu) / V
-        return w[:, :, 1] - w[:, :, 0] + w[:, :, 2] * mean_g
+        return torch.log_softmax(logits + lm, dim=2), mu + a * s2 * (xt - a * mu) / V, s2 * v / V
+
+    def mixture_decoder_log_prob(self, x0, x1, y=None):
+        """``parameterization="mixture"``: the decoder ``p_θ(x₀ | x_1)`` (t = 0) is the network's own posterior
+        over the levels, ``w_lo [k = 0] + w_hi [k = K−1] + w_g · (the Gaussian part's posterior discretised
+        into the level bins, outer bins to ±∞)`` — a distribution over the K levels (it sums to one). A
+        discretised Gaussian around x̂₀ with the fixed σ₁ ≈ 0.007 would charge every black pixel
+        −log Φ(δ/σ₁) ≈ 0.36 nats although the network is sure of it. Elementwise log P, nats."""
+        t = torch.zeros(x1.shape[0], dtype=torch.long, device=x1.device)
+        out = self.net_eval(x1, t.float() / self.config.T, y)
+        C = x1.shape[1]
+        log_w, mean_g, var_g = self._mixture_posterior(out[:, :C * MIXTURE_OUT], x1, t)
+        lg = log_w[:, :, 2] + discretized_gaussian_log_prob(x0, mean_g, 0.5 * torch.log(var_g), self.info.num_levels)
+        return torch.where(x0 < -1 + 1e-3, torch.logaddexp(log_w[:, :, 0], lg),
+                           torch.where(x0 > 1 - 1e-3, torch.logaddexp(log_w[:, :, 1], lg), lg))
 
     def level_posterior_mean(self, logits, xt, t):
         """``parameterization="levels"``: x̂₀ = E[x₀ | x_t] under a per-pixel categorical over the K levels
@@ -391,7 +411,10 @@ class DDPM(DenoiserFamily):
         s = self.schedule
         xt = s.q_sample(x0, t, noise)
         mean, logvar, _, _ = self.p_mean_var(xt, t, y)
-        dec = -self._decoder_log_prob(x0, mean, logvar).flatten(1).sum(1).double()
+        if self.config.parameterization == "mixture" and bool((t == 0).any()):
+            dec = -self.mixture_decoder_log_prob(x0, xt, y).flatten(1).sum(1).double()
+        else:
+            dec = -self._decoder_log_prob(x0, mean, logvar).flatten(1).sum(1).double()
         tm, tv = s.q_posterior(x0, xt, t)
         kl = gaussian_kl(tm, torch.log(tv.clamp_min(1e-30)), mean, logvar).flatten(1).sum(1).double()
         return torch.where(t == 0, dec, kl)
