@@ -315,9 +315,10 @@ def report(args):
             L += [f"## Sample quality against NFE: {data}", "",
                   f"`python benchmarks/diffusion_nfe.py run --data {data} --ddpm-tag {d['ddpm_tag']} --steps {s['steps']} "
                   f"--pairs {s['reflow_pairs']}{' --width ' + str(s['width']) if s['network'] == 'mlp' else ''}"
+                  f"{' --ema ' + str(s['ema']) if s.get('ema') else ''}"
                   f"{' --n ' + str(d['n_samples']) if d['n_samples'] != d['n_test'] else ''}"
                   f"{' --nfes ' + ','.join(str(r['nfe']) for r in d['nfe_table']) if len(d['nfe_table']) != 8 else ''}` "
-                  f"(date {d['date']}, load at end {d.get('load_end')}).", ""] + lines + [""]
+                  f"(date {d['date']}, load at end {d.get('load_end')}{', commit ' + d['commit'] if d.get('commit') else ''}).", ""] + lines + [""]
     pp = RES / "diffusion_peers.md"
     if pp.exists():
         L += ["## Side by side with diffusers", ""] + pp.read_text().splitlines()[2:] + [""]

@@ -54,17 +54,27 @@ class Timer:
         return dict(wall_s=self.wall, cpu_s=self.cpu, load=self.load)
 
 
+def _commit():
+    try:
+        import subprocess
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
+    except Exception:
+        return "?"
+
+
 def run(a):
     tr = gl.load_dataset(a.data)
     te = gl.load_dataset(a.data, split="test")
     fnet = load_feature_net(a.data)
     f_te = fnet.features(te.x)
     n = a.n or len(te)
-    out = RES / f"diffusion_nfe_{a.data}.json"
+    out = Path(a.out) if a.out else RES / f"diffusion_nfe_{a.data}.json"
+    global RUNS
+    RUNS = Path(a.runs) if a.runs else RUNS
     res = dict(data=a.data, n_samples=n, n_test=len(te), features=fnet.describe(), ddpm_tag=a.ddpm_tag,
                settings=dict(steps=a.steps, batch=128, lr=a.lr, network=a.network, width=a.width,
-                             channels=a.channels, reflow_pairs=a.pairs, pair_solver="rk4 x25"),
-               date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), timings={})
+                             channels=a.channels, reflow_pairs=a.pairs, pair_solver="rk4 x25", ema=a.ema),
+               date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), timings={}, commit=_commit())
     f_tr = fnet.features(tr.x[:n])
     res["reference_train_vs_test"] = dict(fd=round(frechet_distance(f_tr, f_te), 3),
                                           kid=round(kid(f_tr, f_te)["kid"], 5), n_train=n)
@@ -80,21 +90,49 @@ def run(a):
     tru = unlabelled(tr)
     net = dict(network=a.network, width=a.width, depth=3) if a.network == "mlp" else dict(network="unet", channels=a.channels)
 
-    def fit(m, data, key):
+    saved = RUNS / "diffusion_nfe"
+
+    def fit(make, data, key):
+        """``make()`` then train on ``data`` (a data set, or a callable giving one after ``make()``); with
+        --reuse, load the model an earlier run with the same settings saved under runs/diffusion_nfe."""
+        d = saved / f"{a.data}_{key}"
+        if a.reuse and (d / "nfe_train.json").exists():
+            info = json.loads((d / "nfe_train.json").read_text())
+            if info["settings"] == res["settings"]:
+                res["timings"].update({k: dict(v, reused_from=info["date"]) for k, v in info["timings"].items()})
+                m = gl.load(d)
+                m.eval()
+                return m
+        before = set(res["timings"])
+        m = make()
         with Timer() as tm:
-            gl.train(m, data, steps=a.steps, batch_size=128, lr=a.lr, schedule="cosine", seed=0, progress=False)
+            r = gl.train(m, data() if callable(data) else data, steps=a.steps, batch_size=128, lr=a.lr,
+                         schedule="cosine", seed=0, progress=False, ema=a.ema)
+        m = r.model
         res["timings"][key] = tm.rec()
         m.eval()
+        m.save_pretrained(d)
+        mine = {k: v for k, v in res["timings"].items() if k not in before}
+        (d / "nfe_train.json").write_text(json.dumps(dict(settings=res["settings"], timings=mine, date=res["date"])))
         return m
 
     torch.manual_seed(0)
-    fm = fit(gl.create("flow-matching", data=tru, path="cfm", **net), tru, "fm_train")
+    fm = fit(lambda: gl.create("flow-matching", data=tru, path="cfm", **net), tru, "fm_train")
     torch.manual_seed(0)
-    rf = fit(gl.create("flow-matching", data=tru, path="rectified", **net), tru, "rectified_train")
-    with Timer() as tm:
-        pairs = rf.reflow_pairs(a.pairs, steps=25, sampler="rk4", generator=torch.Generator().manual_seed(1))
-    res["timings"]["reflow_pairs"] = tm.rec()
-    reflow = fit(copy.deepcopy(rf), pairs, "reflow_train")
+    rf = fit(lambda: gl.create("flow-matching", data=tru, path="rectified", **net), tru, "rectified_train")
+    made = {}
+
+    def make_reflow():   # pairs (noise, rk4 x25 end point) of the rectified flow; the reflow starts from it
+        with Timer() as tm:
+            made["pairs"] = rf.reflow_pairs(a.pairs, steps=25, sampler="rk4", generator=torch.Generator().manual_seed(1))
+        res["timings"]["reflow_pairs"] = tm.rec()
+        m = copy.deepcopy(rf)
+        m.train()
+        return m
+
+    reflow = fit(make_reflow, lambda: made["pairs"], "reflow_train")
+    if a.train_only:
+        return
 
     if a.ode_nll:
         with Timer() as tm:
@@ -140,7 +178,8 @@ def report_lines(data):
          f"(first {ref['n_train']}) vs test: **FD {ref['fd']:.2f}, KID {ref['kid']:.2f}** (KID in the CNN's feature units). DDPM = saved "
          f"`{d['ddpm_tag']}` ({', '.join(f'{k}={v}' for k, v in d['ddpm_config'].items() if not (k == 'channels' and d['ddpm_config'].get('network') == 'mlp'))}); FM/rectified/reflow: {s['network']} "
          f"{s['width'] if s['network'] == 'mlp' else s['channels']}, {s['steps']} steps, batch 128, lr {s['lr']} "
-         f"cosine, reflow on {s['reflow_pairs']} pairs ({s['pair_solver']}).", "",
+         f"cosine{', EMA ' + str(s['ema']) + ' (with warm-up)' if s.get('ema') else ''}, reflow on {s['reflow_pairs']} pairs "
+         f"({s['pair_solver']}).", "",
          "| NFE | DDPM | DDIM (η=0) | FM Euler | rectified Euler | rectified + reflow Euler |",
          "|---|---|---|---|---|---|"]
     for r in d.get("nfe_table", []):
@@ -153,7 +192,13 @@ def report_lines(data):
               f"**{'met' if x4 <= 1.1 * x100 else 'not met'}** ({(x4 / x100 - 1) * 100:+.0f} %)."]
     tm = d["timings"]
     L += ["", "Training / pair generation wall s (CPU s, load): " + ", ".join(
-        f"{k} {v['wall_s']} ({v['cpu_s']}, {v['load']})" for k, v in tm.items()) + "."]
+        f"{k} {v['wall_s']} ({v['cpu_s']}, {v['load']})" for k, v in tm.items()) + "." +
+        (f" (Models trained {next(iter(tm.values()))['reused_from']} and reused.)"
+         if tm and "reused_from" in next(iter(tm.values())) else "")]
+    cells = [c for r in d.get("nfe_table", []) for k, c in r.items() if k != "nfe" and "sample_cpu_s" in c]
+    if cells:
+        L.append(f"Sampling all cells: {sum(c['sample_wall_s'] for c in cells):.0f} s wall, "
+                 f"{sum(c['sample_cpu_s'] for c in cells):.0f} s CPU; load at end {d.get('load_end')}.")
     if "fm_ode_nll" in d:
         f = d["fm_ode_nll"]
         L.append(f"Flow-matching ODE likelihood (kind `{f['kind']}`, dopri5 1e-4, Hutchinson trace, one uniform "
@@ -177,6 +222,14 @@ if __name__ == "__main__":
     p.add_argument("--nfes", default="1,2,4,8,16,32,100,1000")
     p.add_argument("--skip-1000", dest="skip_1000", default="", help="columns to skip at NFE ≥ 1000")
     p.add_argument("--ode-nll", dest="ode_nll", type=int, default=1)
+    p.add_argument("--out", default=None, help="results JSON (default benchmarks/results/diffusion_nfe_<data>.json)")
+    p.add_argument("--runs", default=None, help="models folder (default runs/; DDPMs under <runs>/diffusion_bound)")
+    p.add_argument("--train-only", dest="train_only", type=int, default=0,
+                   help="1: train and save the FM/rectified/reflow models, then stop (a later run reuses them)")
+    p.add_argument("--ema", type=float, default=0.0, help="EMA decay of the FM/rectified/reflow weights (0 = off)")
+    p.add_argument("--reuse", type=int, default=1,
+                   help="1: load FM/rectified/reflow models saved under runs/diffusion_nfe by a run with the same "
+                        "settings instead of training them again")
     a = p.parse_args()
     if a.what == "report":
         for d in ("digits", "mnist5k"):
