@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
 
 def stamp() -> dict:
-    """1-minute load average and UTC date, recorded beside every timing."""
-    return {"load1": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    """1-minute load average, UTC date and the genlab commit, recorded beside every timing."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    return {"load1": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "commit": commit}
 
 
 def record(row: dict, out, show: dict | None = None) -> dict:

@@ -19,7 +19,9 @@ from pathlib import Path
 RES = Path(__file__).parent / "results"
 LOSS_ORDER = ["minimax", "ns", "lsgan", "wgan", "wgan-gp", "hinge"]
 # tags of benchmarks/gan_modes.py runs, newest first (older tags were measured under other settings)
-MODE_TAGS = [("s3", "GAN mode coverage, session 3: longer runs, EMA with warm-up (ring8, grid25; 2500 samples; "
+MODE_TAGS = [("s4", "GAN mode coverage, session 4: R1 penalty on real data (ring8, grid25; 2500 samples; "
+                    "mean ± s.e. over seeds 0–4)"),
+             ("s3", "GAN mode coverage, session 3: longer runs, EMA with warm-up (ring8, grid25; 2500 samples; "
                     "mean ± s.e. over the seeds run, from 0–4)"),
              ("final", "GAN mode coverage, session 2 (earlier, shorter budget; EMA 0.99 WITHOUT warm-up; superseded "
                        "by the table above where a loss was rerun)")]
@@ -47,18 +49,18 @@ def mode_table(rs: list[dict]) -> list[str]:
     """One row per (data, loss, pac, steps): mean ± s.e. over the seeds."""
     g = defaultdict(list)
     for r in rs:
-        g[(r["data"], r["loss"], r["pac"], r["steps"])].append(r)
-    out = ["| data | loss | pac | steps | seeds | modes captured | % high quality | reverse KL | all modes in every seed | ≥ 95 % HQ | CPU s/run (median) | wall s/run (median) | load |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        g[(r["data"], r["loss"], r["pac"], r.get("r1", 0.0), r["steps"])].append(r)
+    out = ["| data | loss | pac | R1 γ | steps | seeds | modes captured | % high quality | reverse KL | all modes in every seed | ≥ 95 % HQ | CPU s/run (median) | wall s/run (median) | load |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for data in ("ring8", "grid25"):
         K = 8 if data == "ring8" else 25
-        for key in sorted((k for k in g if k[0] == data), key=lambda k: (LOSS_ORDER.index(k[1]), k[2], k[3])):
+        for key in sorted((k for k in g if k[0] == data), key=lambda k: (LOSS_ORDER.index(k[1]), k[2], k[3], k[4])):
             rr = sorted(g[key], key=lambda r: r["seed"])
-            _, loss, pac, steps = key
+            _, loss, pac, r1, steps = key
             allm = all(r["modes"] == K for r in rr)
             hq = st.mean(r["hq_pct"] for r in rr)
             loads = [r["load1"] for r in rr]
-            out.append(f"| {data} | {loss} | {pac} | {steps} | {len(rr)} | {ms([r['modes'] for r in rr])} / {K} | {ms([r['hq_pct'] for r in rr])} | "
+            out.append(f"| {data} | {loss} | {pac} | {r1:g} | {steps} | {len(rr)} | {ms([r['modes'] for r in rr])} / {K} | {ms([r['hq_pct'] for r in rr])} | "
                        f"{ms([r['reverse_kl'] for r in rr])} | {'met' if allm else 'not met'} | "
                        f"{'met' if hq >= 95 else 'not met'} | {st.median(r['cpu_s'] for r in rr):.0f} | "
                        f"{st.median(r['wall_s'] for r in rr):.0f} | {min(loads):.1f}–{max(loads):.1f} |")
@@ -66,14 +68,14 @@ def mode_table(rs: list[dict]) -> list[str]:
 
 
 def mode_settings(rs: list[dict]) -> list[str]:
-    seen, out = set(), ["| loss | data | steps | batch | hidden | latent | lr (lr_d / lr_g) | n_critic | Adam β | EMA (warm-up) | schedule | pac |",
-                        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    seen, out = set(), ["| loss | data | steps | batch | hidden | latent | lr (lr_d / lr_g) | n_critic | Adam β | EMA (warm-up) | schedule | pac | R1 γ |",
+                        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for loss in LOSS_ORDER:
         for r in rs:
             if r["loss"] != loss:
                 continue
             key = (loss, r["data"], r["steps"], r["batch"], tuple(r["hidden"]), r["latent"], r["lr"], r["lr_d"], r["lr_g"],
-                   r["n_critic"], str(r["betas"]), r["ema"], r["schedule"], r["pac"])
+                   r["n_critic"], str(r["betas"]), r["ema"], r["schedule"], r["pac"], r.get("r1", 0.0))
             if key in seen:
                 continue
             seen.add(key)
@@ -82,7 +84,7 @@ def mode_settings(rs: list[dict]) -> list[str]:
             out.append(f"| {loss} | {r['data']} | {r['steps']} | {r['batch']} | {'×'.join(map(str, r['hidden']))} | {r['latent']} | "
                        f"{r['lr']:g} ({r['lr_d'] or '–'} / {r['lr_g'] or '–'}) | {nc} | {tuple(betas)} | "
                        f"{r['ema']} ({'yes' if r.get('ema_warmup') else 'no'}) | "
-                       f"{r['schedule']} | {r['pac']} |")
+                       f"{r['schedule']} | {r['pac']} | {r.get('r1', 0.0):g} |")
     return out
 
 

@@ -272,3 +272,49 @@ def test_pacgan_critic_sees_packs_of_m_distinct_samples_and_loss_matches_hand_fo
     torch.testing.assert_close(img._pack(xi), torch.stack([torch.cat([xi[0], xi[1]]), torch.cat([xi[2], xi[3]])]))
     with pytest.raises(ModelError, match="pac"):
         m._pack(torch.randn(2, 2))
+
+
+class _Identity(torch.nn.Module):
+    def forward(self, z):
+        return z
+
+
+class _RatioCritic(torch.nn.Module):
+    """Critic whose output is the optimal one for p_data = N(0.5, 0.8²), p_g = N(0, 1) in 1-D."""
+
+    def __init__(self, loss):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, x, cf=None, y=None):
+        x = x[:, 0]
+        r = -0.5 * ((x - 0.5) / 0.8) ** 2 - math.log(0.8) + 0.5 * x ** 2       # ln p_data/p_g
+        return r if self.loss == "ns" else torch.sigmoid(r)                    # lsgan: D* = p_d/(p_d + p_g)
+
+
+@pytest.mark.parametrize("loss", ["ns", "lsgan"])
+def test_discriminator_rejection_sampling_recovers_data_from_known_density_ratio(loss):
+    # G = identity on z ~ N(0, 1) and the optimal critic for p_data = N(0.5, 0.8²): DRS with γ = 0 is
+    # exact rejection sampling, so its samples follow N(0.5, 0.8²) and the acceptance rate is
+    # 1/sup(p_data/p_g) = e^{-0.5703} = 0.565 (the ratio peaks at x = 0.5/0.5625 = 0.889 + 0.5)
+    m = gl.create("gan", data=DataInfo(shape=(1,)), loss=loss, latent_dim=1, hidden=(4,))
+    m.generator, m.critic = _Identity(), _RatioCritic(loss)
+    x = torch.linspace(-3, 3, 7)[:, None]
+    torch.testing.assert_close(m.log_density_ratio(x), _RatioCritic("ns")(x), rtol=1e-4, atol=1e-4)
+    g = torch.Generator().manual_seed(0)
+    plain = m.sample(20000, generator=g)[:, 0]
+    assert abs(float(plain.mean())) < 0.03                     # the generator alone is N(0, 1)
+    s = m.sample(20000, generator=g, drs=True)[:, 0]
+    assert s.shape == (20000,)
+    assert abs(float(s.mean()) - 0.5) < 0.02 and abs(float(s.std()) - 0.8) < 0.02
+    ref = torch.distributions.Normal(0.5, 0.8)
+    ks = (torch.arange(1, 20001) / 20000 - ref.cdf(s.sort().values)).abs().max()
+    assert ks < 0.015, ks                                      # 1 % KS critical value at n = 20000 is 0.0115
+    assert abs(m.drs_acceptance - math.exp(-0.5703)) < 0.02
+    # γ from the burn-in's 95th percentile of F (Azadi et al.'s shift) rejects more, a negative γ less
+    m.sample(2000, generator=g, drs=True, drs_gamma=None)
+    assert m.drs_acceptance < 0.3
+    m.sample(2000, generator=g, drs=True, drs_gamma=-5.0)
+    assert m.drs_acceptance > 0.9
+    with pytest.raises(ModelError, match="DRS"):
+        gl.create("gan", data=DataInfo(shape=(2,)), loss="hinge", hidden=(4,)).sample(5, drs=True)
