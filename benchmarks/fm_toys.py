@@ -114,6 +114,11 @@ def run_one(toy, family, seed, a, model_kw):
     nll = torch.cat([-m.log_prob(x[i:i + 1000], rtol=a.rtol, atol=a.atol).detach() for i in range(0, len(x), 1000)])
     nfe = m.last_nfe
     nll_wall, nll_cpu = time.time() - w0, time.process_time() - c0
+    nll_file = ""
+    if getattr(a, "save_nll", ""):     # per-point NLLs, for paired comparisons of settings on the same points
+        Path(a.save_nll).mkdir(parents=True, exist_ok=True)
+        nll_file = str(Path(a.save_nll) / f"{family}-{toy}-{a.split}-{a.tag}-s{seed}-{time.strftime('%H%M%S')}.pt")
+        torch.save(dict(nll=nll, config=model_kw, steps=a.steps, batch=a.batch, width=a.width, depth=a.depth), nll_file)
     tols = {}
     for tol in [float(v) for v in a.tol_check.split(",")] if a.tol_check else []:   # solver-accuracy check
         xs = x[:a.n_tol]
@@ -145,6 +150,7 @@ def run_one(toy, family, seed, a, model_kw):
                 data_vs_data=round(energy_distance(tr.x[:a.n_ed], ref), 5), n_ed=a.n_ed,
                 train_wall_s=round(train_wall, 1), train_cpu_s=round(train_cpu, 1),
                 nll_wall_s=round(nll_wall, 1), nll_cpu_s=round(nll_cpu, 1),
+                **({"nll_file": nll_file} if nll_file else {}),
                 load=round(os.getloadavg()[0], 2), commit=commit(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
 
 
@@ -295,6 +301,7 @@ def main():
     p.add_argument("--tol-check", default="", help="also evaluate the NLL at these dopri5 tolerances (comma list)")
     p.add_argument("--n-tol", type=int, default=500, help="points for --tol-check")
     p.add_argument("--save", default="", help="save each trained model under this folder (e.g. runs/fm_toys)")
+    p.add_argument("--save-nll", default="", help="save each run's per-point NLLs under this folder (paired comparisons)")
     p.add_argument("--out", default=str(RAW))
     a = p.parse_args()
     if a.report:
