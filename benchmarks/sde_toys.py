@@ -42,7 +42,7 @@ SDE_CFG = dict(sde="vp", prediction="velocity", weighting="default", t_eps=1e-5)
 PER_TOY = {
     "8gaussians": dict(steps=4000), "moons": dict(steps=4000), "circles": dict(steps=8000),     # circles: val
     "swissroll": dict(steps=4000), "pinwheel": dict(steps=8000),
-    "2spirals": dict(steps=8000, cfg=dict(x_fourier=64, x_fourier_sigma=2.0)),
+    "2spirals": dict(steps=16000, cfg=dict(x_fourier=64, x_fourier_sigma=2.0)),    # score-sde val at 8000: 0.062
     "rings": dict(steps=16000, cfg=dict(x_fourier=64, x_fourier_sigma=2.0)),
     "checkerboard": dict(steps=16000, cfg=dict(x_fourier=32, x_fourier_sigma=1.0)),
 }
