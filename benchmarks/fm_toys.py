@@ -81,6 +81,9 @@ COMMANDS = [
     "--set x_fourier=64 --set x_fourier_sigma=2.0 --rtol 1e-4 --atol 1e-4",
     "nice -n 5 python benchmarks/fm_toys.py run --families flow-matching --toys rings --seeds 0,1,2 --steps 16000 "
     "--set x_fourier=64 --set x_fourier_sigma=2.0 --rtol 1e-4 --atol 1e-4",
+    "# session 4 (tag tune-s4 on val, 2000 points, paired per-point NLLs; see the notes' chosen settings):",
+    "nice -n 5 python benchmarks/fm_toys.py run --families flow-matching --toys pinwheel --seeds 0,1,2 --steps 8000 "
+    "--set x_fourier=64 --set x_fourier_sigma=0.5 --rtol 1e-4 --atol 1e-4 --save-nll runs/fmh/nll",
     "# tuning (val split; rows in the Tuning table), e.g.:",
     "nice -n 5 python benchmarks/fm_toys.py run --families flow-matching --toys rings --seeds 0 --split val --tag tune-ff "
     "--set x_fourier=64 --set x_fourier_sigma=2.0 --n-nll 1000 --rtol 1e-4 --atol 1e-4",
