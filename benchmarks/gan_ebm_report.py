@@ -49,18 +49,19 @@ def mode_table(rs: list[dict]) -> list[str]:
     """One row per (data, loss, pac, steps): mean ± s.e. over the seeds."""
     g = defaultdict(list)
     for r in rs:
-        g[(r["data"], r["loss"], r["pac"], r.get("r1", 0.0), r["steps"])].append(r)
+        g[(r["data"], r["loss"], r["pac"], r.get("r1", 0.0), r["steps"], bool(r.get("drs")))].append(r)
     out = ["| data | loss | pac | R1 γ | steps | seeds | modes captured | % high quality | reverse KL | all modes in every seed | ≥ 95 % HQ | CPU s/run (median) | wall s/run (median) | load |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for data in ("ring8", "grid25"):
         K = 8 if data == "ring8" else 25
-        for key in sorted((k for k in g if k[0] == data), key=lambda k: (LOSS_ORDER.index(k[1]), k[2], k[3], k[4])):
+        for key in sorted((k for k in g if k[0] == data), key=lambda k: (LOSS_ORDER.index(k[1]), k[2], k[3], k[4], k[5])):
             rr = sorted(g[key], key=lambda r: r["seed"])
-            _, loss, pac, r1, steps = key
+            _, loss, pac, r1, steps, drs = key
+            name = f"{loss} + DRS (acceptance {st.mean(r['drs_acceptance'] for r in rr):.2f})" if drs else loss
             allm = all(r["modes"] == K for r in rr)
             hq = st.mean(r["hq_pct"] for r in rr)
             loads = [r["load1"] for r in rr]
-            out.append(f"| {data} | {loss} | {pac} | {r1:g} | {steps} | {len(rr)} | {ms([r['modes'] for r in rr])} / {K} | {ms([r['hq_pct'] for r in rr])} | "
+            out.append(f"| {data} | {name} | {pac} | {r1:g} | {steps} | {len(rr)} | {ms([r['modes'] for r in rr])} / {K} | {ms([r['hq_pct'] for r in rr])} | "
                        f"{ms([r['reverse_kl'] for r in rr])} | {'met' if allm else 'not met'} | "
                        f"{'met' if hq >= 95 else 'not met'} | {st.median(r['cpu_s'] for r in rr):.0f} | "
                        f"{st.median(r['wall_s'] for r in rr):.0f} | {min(loads):.1f}–{max(loads):.1f} |")
@@ -72,7 +73,7 @@ def mode_settings(rs: list[dict]) -> list[str]:
                         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for loss in LOSS_ORDER:
         for r in rs:
-            if r["loss"] != loss:
+            if r["loss"] != loss or r.get("drs"):
                 continue
             key = (loss, r["data"], r["steps"], r["batch"], tuple(r["hidden"]), r["latent"], r["lr"], r["lr_d"], r["lr_g"],
                    r["n_critic"], str(r["betas"]), r["ema"], r["schedule"], r["pac"], r.get("r1", 0.0))

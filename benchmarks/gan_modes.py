@@ -50,7 +50,7 @@ def settings(loss: str, over: dict, data: str) -> dict:
     return s
 
 
-def run(data: str, loss: str, seed: int, s: dict, out: Path, tag: str) -> dict:
+def run(data: str, loss: str, seed: int, s: dict, out: Path, tag: str, drs: bool = False) -> dict:
     tr = gl.load_dataset(data, split="train")
     torch.manual_seed(seed)
     kw = dict(loss=loss, hidden=tuple(s["hidden"]), latent_dim=s["latent"], pac=s["pac"], n_critic=s["n_critic"],
@@ -73,7 +73,17 @@ def run(data: str, loss: str, seed: int, s: dict, out: Path, tag: str) -> dict:
            "modes": cov["modes_captured"], "num_modes": cov["num_modes"], "hq_pct": cov["high_quality_pct"],
            "reverse_kl": cov["reverse_kl"], "counts": cov["counts"],
            "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), **stamp()}
-    return record(rec, out, show={k: v for k, v in rec.items() if k != "counts"})
+    record(rec, out, show={k: v for k, v in rec.items() if k != "counts"})
+    if drs:      # the same trained model sampled with discriminator rejection sampling: its own row
+        c0 = time.process_time()
+        xd = r.model.sample(2500, generator=torch.Generator().manual_seed(1000 + seed), drs=True)
+        cd = mode_coverage(xd, tr.extras["modes"])
+        torch.save(xd, f"runs/gan_modes/{data}-{loss}{pac}-drs-s{seed}.pt")
+        rd = {**rec, "drs": True, "drs_acceptance": round(r.model.drs_acceptance, 4),
+              "drs_cpu_s": round(time.process_time() - c0, 1), "modes": cd["modes_captured"],
+              "hq_pct": cd["high_quality_pct"], "reverse_kl": cd["reverse_kl"], "counts": cd["counts"]}
+        record(rd, out, show={k: v for k, v in rd.items() if k != "counts"})
+    return rec
 
 
 def main():
@@ -98,12 +108,13 @@ def main():
     ap.add_argument("--n-critic", dest="n_critic", type=int)
     ap.add_argument("--betas", type=lambda v: tuple(float(b) for b in v.split(",")))
     ap.add_argument("--r1", type=float, help="R1 penalty γ (gan option r1)")
+    ap.add_argument("--drs", action="store_true", help="also score sample(drs=True) of the same model (own rows)")
     a = ap.parse_args()
     over = {k: getattr(a, k) for k in BASE}
     for seed in map(int, a.seeds.split(",")):
         for data in a.data.split(","):
             for loss in a.losses.split(","):
-                run(data, loss, seed, settings(loss, over, data), Path(a.out), a.tag)
+                run(data, loss, seed, settings(loss, over, data), Path(a.out), a.tag, a.drs)
 
 
 if __name__ == "__main__":
