@@ -41,7 +41,8 @@ SDE_CFG = dict(sde="vp", prediction="velocity", weighting="default", t_eps=1e-5)
 # fm_toys.md / fm_toys_notes.md; the schedule chosen on the val split here); applied before --set
 PER_TOY = {
     "8gaussians": dict(steps=4000), "moons": dict(steps=4000), "circles": dict(steps=8000),     # circles: val
-    "swissroll": dict(steps=4000), "pinwheel": dict(steps=8000),
+    "swissroll": dict(steps=4000),
+    "pinwheel": dict(steps=8000, cfg=dict(x_fourier=64, x_fourier_sigma=0.5)),      # fm_toys_notes.md, chosen on val
     "2spirals": dict(steps=16000, cfg=dict(x_fourier=64, x_fourier_sigma=2.0)),    # score-sde val at 8000: 0.062
     "rings": dict(steps=16000, cfg=dict(x_fourier=64, x_fourier_sigma=2.0)),
     "checkerboard": dict(steps=16000, cfg=dict(x_fourier=32, x_fourier_sigma=1.0)),
@@ -60,6 +61,19 @@ COMMANDS = [
     "swissroll,moons --seeds 0 --tag final                    # 8gaussians also --seeds 1,2",
     "nice -n 5 python benchmarks/sde_toys.py run --toys circles,swissroll,moons,pinwheel --seeds 0 --tag final-D "
     "--set weighting=likelihood",
+    "# session 4 (tag s4, the headline): VP cosine schedule, per-toy steps and Fourier features (PER_TOY), dopri5 1e-4:",
+    "# seed 0 of every toy but checkerboard (pinwheel then without Fourier features, the row of its own):",
+    "nice -n 5 python benchmarks/sde_toys.py run --per-toy --set schedule=cosine --toys circles,swissroll,moons,"
+    "8gaussians,pinwheel,2spirals,rings --seeds 0 --rtol 1e-4 --atol 1e-4 --tag s4",
+    "# then (pinwheel with flow matching's chosen Fourier features F=64, σ=0.5, now in PER_TOY), in this order:",
+    "S4='--per-toy --set schedule=cosine --rtol 1e-4 --atol 1e-4 --tag s4'",
+    "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 0 --toys pinwheel",
+    "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 1 --toys circles,swissroll,moons,8gaussians,2spirals,rings",
+    "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 1 --toys pinwheel",
+    "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 2 --toys circles,swissroll,moons,8gaussians,pinwheel,2spirals",
+    "# session 4 tuning (val split, seed 0 unless stated, 1000 points), e.g.:",
+    "nice -n 5 python benchmarks/sde_toys.py run --split val --seeds 0 --n-nll 1000 --rtol 1e-4 --atol 1e-4 "
+    "--set schedule=cosine --toys circles --tag tune-cos --steps 8000",
 ]
 
 
