@@ -121,14 +121,17 @@ def report(a):
     fulls = {r["tag"]: r["test_full"] for r in rows if r.get("kind") == "full_T_test"}
     runs = [r for r in rows if "kind" not in r]
     L = ["# DDPM variational bound (kind `bound`) on digits and mnist5k", "",
-         "Machine: 2-core CPU shared with other sessions, torch 2.13.0, 1 thread, `nice -n 5`; date 2026-11-22.",
+         "Machine: 2-core CPU shared with other sessions, torch 2.13.0, 1 thread, `nice -n 5` (session-4 mnist5k rows, "
+         "from mnist-mlp-x0-learned-1k on: `nice -n 10`); date 2026-11-22; load per row.",
          "Command per row: `python benchmarks/diffusion_bound.py run --data D --tag TAG --network N --param P "
          "--schedule S --variance V --steps K [--ema E]` (settings in the table; batch 128, Adam, cosine lr, "
          "grad clip 1, seed 0; configurations compared on the validation bound, test reported for every row). Bound: stratified unbiased estimate of the "
          "T = 1000-term sum (`log_prob(bound_steps=K)`, decoder term exact, one step and one noise draw per stratum "
          "per image), nats/image on the full split ± s.e. over images; bits/dim = nats / (D ln 2). "
          "`levels` = the level-posterior parameterisation (docs/diffusion.md; the first rows ran on the working "
-         "tree before it was committed in be304bc, same code).", "",
+         "tree before it was committed in be304bc, same code); `mixture` = the mixture-prior parameterisation for 256 "
+         "levels (commit 8dc81d9; the HEAD column is the commit at the end of the run). mnist5k: D = 784, "
+         "uniform = 8 bits/dim = 4347.4 nats/image.", "",
          "| data | tag | net (params) | param | schedule | variance | EMA | steps | train wall / CPU s | load "
          "| val nats | **test nats ± s.e.** | test bits/dim | all-T test | HEAD at run |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
