@@ -9,6 +9,11 @@ Per (dataset, loss, seed): an MLP GAN trained through ``gl.train`` (settings bel
 nearest mode), reverse KL of the HQ histogram over modes to uniform. One JSON line per run is
 appended to ``benchmarks/results/gan_modes.jsonl`` (``--out`` for tuning runs elsewhere); the
 report averages seeds (mean ± s.e.). Tuning used seeds ≥ 100; the reported seeds are 0–4.
+
+Session 4 configuration (R1 penalty; all modes on both data sets, see results/gan_ebm.md):
+    nice -n 5 python benchmarks/gan_modes.py --losses ns --r1 0.1 --data grid25 --seeds 0,1,2,3,4 --tag s4 --drs
+    nice -n 5 python benchmarks/gan_modes.py --losses ns --r1 0.1 --data ring8 --steps 9000 --seeds 0,1,2,3,4 --tag s4 --drs
+(the saved samples runs/gan_modes/{data}-{loss}[-pacM][-drs]-s{seed}.pt do not name r1: a later run overwrites them)
 """
 from __future__ import annotations
 
