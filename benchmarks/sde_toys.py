@@ -68,9 +68,10 @@ COMMANDS = [
     "# then (pinwheel with flow matching's chosen Fourier features F=64, σ=0.5, now in PER_TOY), in this order:",
     "S4='--per-toy --set schedule=cosine --rtol 1e-4 --atol 1e-4 --tag s4'",
     "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 0 --toys pinwheel",
-    "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 1 --toys circles,swissroll,moons,8gaussians,2spirals,rings",
-    "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 1 --toys pinwheel",
+    "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 1 --toys circles,swissroll,moons,8gaussians,pinwheel,2spirals",
     "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 2 --toys circles,swissroll,moons,8gaussians,pinwheel,2spirals",
+    "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 1 --toys rings      # last: rings s0 was 0.082",
+    "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 2 --toys rings      # only if it could start before 11:00",
     "# session 4 tuning (val split, seed 0 unless stated, 1000 points), e.g.:",
     "nice -n 5 python benchmarks/sde_toys.py run --split val --seeds 0 --n-nll 1000 --rtol 1e-4 --atol 1e-4 "
     "--set schedule=cosine --toys circles --tag tune-cos --steps 8000",
