@@ -45,7 +45,7 @@ PER_TOY = {
     "pinwheel": dict(steps=8000, cfg=dict(x_fourier=64, x_fourier_sigma=0.5)),      # fm_toys_notes.md, chosen on val
     "2spirals": dict(steps=16000, cfg=dict(x_fourier=64, x_fourier_sigma=2.0)),    # score-sde val at 8000: 0.062
     "rings": dict(steps=16000, cfg=dict(x_fourier=64, x_fourier_sigma=2.0)),
-    "checkerboard": dict(steps=16000, cfg=dict(x_fourier=32, x_fourier_sigma=1.0)),
+    "checkerboard": dict(steps=16000, cfg=dict(x_fourier=64, x_fourier_sigma=1.0)),   # + --batch 512 (fm_toys_notes.md, provisional)
 }
 
 
@@ -72,6 +72,7 @@ COMMANDS = [
     "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 2 --toys circles,swissroll,moons,8gaussians,pinwheel,2spirals",
     "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 1 --toys rings      # last: rings s0 was 0.082",
     "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 2 --toys rings      # only if it could start before 11:00",
+    "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 0 --toys checkerboard --batch 512   # one seed, started 10:58",
     "# session 4 tuning (val split, seed 0 unless stated, 1000 points), e.g.:",
     "nice -n 5 python benchmarks/sde_toys.py run --split val --seeds 0 --n-nll 1000 --rtol 1e-4 --atol 1e-4 "
     "--set schedule=cosine --toys circles --tag tune-cos --steps 8000",
@@ -121,7 +122,8 @@ def describe(r) -> str:
     if c.get("x_fourier"):
         parts.append(f"Fourier F={c['x_fourier']} σ={c.get('x_fourier_sigma', 1.0)}")
     parts.append(f"MLP {n['width']}×{n['depth']}")
-    parts.append(f"{t['steps']} steps" + ("" if t.get("grad_clip") == 1.0 else f", grad clip {t.get('grad_clip'):g}"))
+    parts.append(f"{t['steps']} steps" + ("" if t.get("grad_clip") == 1.0 else f", grad clip {t.get('grad_clip'):g}")
+                 + ("" if t.get("batch", 256) == 256 else f", batch {t['batch']}"))
     return ", ".join(parts)
 
 
