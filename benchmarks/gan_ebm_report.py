@@ -19,7 +19,9 @@ from pathlib import Path
 RES = Path(__file__).parent / "results"
 LOSS_ORDER = ["minimax", "ns", "lsgan", "wgan", "wgan-gp", "hinge"]
 # tags of benchmarks/gan_modes.py runs, newest first (older tags were measured under other settings)
-MODE_TAGS = [("s4", "GAN mode coverage, session 4: R1 penalty on real data (ring8, grid25; 2500 samples; "
+MODE_TAGS = [("s4b", "GAN mode coverage, session 4, two stages: R1 γ = 0.1 for 8000 steps, then r1 = 0 at lr 2e-4 for "
+                     "8000 more (ring8, grid25; 2500 samples; mean ± s.e. over seeds 0–4)"),
+             ("s4", "GAN mode coverage, session 4: R1 penalty on real data (ring8, grid25; 2500 samples; "
                     "mean ± s.e. over seeds 0–4)"),
              ("s3", "GAN mode coverage, session 3: longer runs, EMA with warm-up (ring8, grid25; 2500 samples; "
                     "mean ± s.e. over the seeds run, from 0–4)"),
@@ -49,12 +51,13 @@ def mode_table(rs: list[dict]) -> list[str]:
     """One row per (data, loss, pac, steps): mean ± s.e. over the seeds."""
     g = defaultdict(list)
     for r in rs:
-        g[(r["data"], r["loss"], r["pac"], r.get("r1", 0.0), r["steps"], bool(r.get("drs")))].append(r)
+        steps = r["steps"] if not r.get("steps2") else f"{r['steps']} + {r['steps2']} (r1 0, lr {r['lr2']:g})"
+        g[(r["data"], r["loss"], r["pac"], r.get("r1", 0.0), steps, bool(r.get("drs")))].append(r)
     out = ["| data | loss | pac | R1 γ | steps | seeds | modes captured | % high quality | reverse KL | all modes in every seed | ≥ 95 % HQ | CPU s/run (median) | wall s/run (median) | load |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for data in ("ring8", "grid25"):
         K = 8 if data == "ring8" else 25
-        for key in sorted((k for k in g if k[0] == data), key=lambda k: (LOSS_ORDER.index(k[1]), k[2], k[3], k[4], k[5])):
+        for key in sorted((k for k in g if k[0] == data), key=lambda k: (LOSS_ORDER.index(k[1]), k[2], k[3], str(k[4]), k[5])):
             rr = sorted(g[key], key=lambda r: r["seed"])
             _, loss, pac, r1, steps, drs = key
             name = f"{loss} + DRS (acceptance {st.mean(r['drs_acceptance'] for r in rr):.2f})" if drs else loss
