@@ -86,6 +86,9 @@ COMMANDS = [
     "--set x_fourier=64 --set x_fourier_sigma=0.5 --rtol 1e-4 --atol 1e-4 --save-nll runs/fmh/nll",
     "nice -n 5 python benchmarks/fm_toys.py run --families flow-matching --toys checkerboard --seeds 0,1,2 --steps 16000 "
     "--batch 512 --set x_fourier=64 --set x_fourier_sigma=1.0 --set t_power=2 --rtol 1e-4 --atol 1e-4 --save-nll runs/fmh/nll",
+    "# session 4, end: checkerboard at 32000 steps (val, seed 0, tag tune-s4-lead: 0.033 against 0.043 at 16000), test:",
+    "nice -n 5 python benchmarks/fm_toys.py run --families flow-matching --toys checkerboard --seeds 0,1,2 --steps 32000 "
+    "--batch 512 --set x_fourier=64 --set x_fourier_sigma=1.0 --set t_power=2 --rtol 1e-4 --atol 1e-4",
     "# tuning (val split; rows in the Tuning table), e.g.:",
     "nice -n 5 python benchmarks/fm_toys.py run --families flow-matching --toys rings --seeds 0 --split val --tag tune-ff "
     "--set x_fourier=64 --set x_fourier_sigma=2.0 --n-nll 1000 --rtol 1e-4 --atol 1e-4",
