@@ -73,6 +73,9 @@ COMMANDS = [
     "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 1 --toys rings      # last: rings s0 was 0.082",
     "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 2 --toys rings      # only if it could start before 11:00",
     "nice -n 5 python benchmarks/sde_toys.py run $S4 --seeds 0 --toys checkerboard --batch 512   # one seed, started 10:58",
+    "# lead, end of session 4: checkerboard at 32000 steps (flow matching's val-chosen setting at the steps that met it there):",
+    "nice -n 5 python benchmarks/sde_toys.py run --set schedule=cosine --set x_fourier=64 --set x_fourier_sigma=1.0 --batch 512 "
+    "--steps 32000 --rtol 1e-4 --atol 1e-4 --tag s4 --seeds 0,1,2 --toys checkerboard",
     "# session 4 tuning (val split, seed 0 unless stated, 1000 points), e.g.:",
     "nice -n 5 python benchmarks/sde_toys.py run --split val --seeds 0 --n-nll 1000 --rtol 1e-4 --atol 1e-4 "
     "--set schedule=cosine --toys circles --tag tune-cos --steps 8000",
