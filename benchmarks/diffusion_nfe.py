@@ -73,7 +73,8 @@ def run(a):
     RUNS = Path(a.runs) if a.runs else RUNS
     res = dict(data=a.data, n_samples=n, n_test=len(te), features=fnet.describe(), ddpm_tag=a.ddpm_tag,
                settings=dict(steps=a.steps, batch=128, lr=a.lr, network=a.network, width=a.width,
-                             channels=a.channels, reflow_pairs=a.pairs, pair_solver="rk4 x25", ema=a.ema),
+                             channels=a.channels, reflow_pairs=a.pairs, pair_solver="rk4 x25", ema=a.ema,
+                             **({"prediction": a.prediction} if a.prediction != "velocity" else {})),
                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), timings={}, commit=_commit())
     f_tr = fnet.features(tr.x[:n])
     res["reference_train_vs_test"] = dict(fd=round(frechet_distance(f_tr, f_te), 3),
@@ -89,6 +90,7 @@ def run(a):
                           if k in ("network", "width", "channels", "T", "schedule", "parameterization", "variance")}
     tru = unlabelled(tr)
     net = dict(network=a.network, width=a.width, depth=3) if a.network == "mlp" else dict(network="unet", channels=a.channels)
+    net["prediction"] = a.prediction
 
     saved = RUNS / "diffusion_nfe"
 
@@ -117,7 +119,12 @@ def run(a):
         return m
 
     torch.manual_seed(0)
-    fm = fit(lambda: gl.create("flow-matching", data=tru, path="cfm", **net), tru, "fm_train")
+    if a.train_only and "fm" not in a.train_keys.split(","):   # another process trains it (parallel training)
+        fm = None
+    else:
+        fm = fit(lambda: gl.create("flow-matching", data=tru, path="cfm", **net), tru, "fm_train")
+    if a.train_only and a.train_keys == "fm":
+        return
     torch.manual_seed(0)
     rf = fit(lambda: gl.create("flow-matching", data=tru, path="rectified", **net), tru, "rectified_train")
     made = {}
@@ -178,7 +185,7 @@ def report_lines(data):
          f"(first {ref['n_train']}) vs test: **FD {ref['fd']:.2f}, KID {ref['kid']:.2f}** (KID in the CNN's feature units). DDPM = saved "
          f"`{d['ddpm_tag']}` ({', '.join(f'{k}={v}' for k, v in d['ddpm_config'].items() if not (k == 'channels' and d['ddpm_config'].get('network') == 'mlp'))}); FM/rectified/reflow: {s['network']} "
          f"{s['width'] if s['network'] == 'mlp' else s['channels']}, {s['steps']} steps, batch 128, lr {s['lr']} "
-         f"cosine{', EMA ' + str(s['ema']) + ' (with warm-up)' if s.get('ema') else ''}, reflow on {s['reflow_pairs']} pairs "
+         f"cosine{', EMA ' + str(s['ema']) + ' (with warm-up)' if s.get('ema') else ''}, prediction `{s.get('prediction', 'velocity')}`, reflow on {s['reflow_pairs']} pairs "
          f"({s['pair_solver']}).", "",
          "| NFE | DDPM | DDIM (η=0) | FM Euler | rectified Euler | rectified + reflow Euler |",
          "|---|---|---|---|---|---|"]
@@ -226,6 +233,11 @@ if __name__ == "__main__":
     p.add_argument("--runs", default=None, help="models folder (default runs/; DDPMs under <runs>/diffusion_bound)")
     p.add_argument("--train-only", dest="train_only", type=int, default=0,
                    help="1: train and save the FM/rectified/reflow models, then stop (a later run reuses them)")
+    p.add_argument("--prediction", default="velocity", choices=["velocity", "mixture"],
+                   help="what the FM/rectified/reflow networks predict (mixture: x̂₁ as a posterior mean, 256-level data)")
+    p.add_argument("--train-keys", dest="train_keys", default="fm,rectified",
+                   help="with --train-only: 'fm' trains flow matching only, 'rectified' rectified flow and its reflow "
+                        "only (run the two in parallel processes, then the table with --reuse 1)")
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay of the FM/rectified/reflow weights (0 = off)")
     p.add_argument("--reuse", type=int, default=1,
                    help="1: load FM/rectified/reflow models saved under runs/diffusion_nfe by a run with the same "

@@ -192,6 +192,32 @@ def discretized_gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
     return torch.where(x < -1 + 1e-3, log_cdf_up, torch.where(x > 1 - 1e-3, log_one_minus_cdf_lo, log_mid))
 
 
+def mixture_posterior(out: torch.Tensor, xt: torch.Tensor, a: torch.Tensor, v: torch.Tensor):
+    """Posterior of a clean pixel x given ``x_t ~ N(a x, v)`` under the per-pixel prior
+    ``π_lo δ(−1) + π_hi δ(+1) + π_g N(μ, s²)`` whose 5 parameters per pixel (three logits, μ, log s) are
+    ``out`` (B, C·5, …) — the ``mixture`` parameterisation of ``ddpm`` (x = x₀) and ``flow-matching``
+    (x = x₁). By Bayes' rule the weights are ``w_i ∝ π_i m_i(x_t)`` with the marginals ``m_lo = N(x_t; −a, v)``,
+    ``m_hi = N(x_t; a, v)``, ``m_g = N(x_t; a μ, a² s² + v)``; the Gaussian part's posterior is
+    ``N(μ + a s² (x_t − a μ)/(a² s² + v), s² v/(a² s² + v))``. Returns the log weights (B, C, 3, …) of
+    (δ(−1), δ(+1), Gaussian) and that posterior's mean and variance (B, C, …); ``a``, ``v`` broadcast to
+    ``xt``, v > 0. The posterior mean is ``−w_lo + w_hi + w_g · mean``."""
+    B, C = xt.shape[0], xt.shape[1]
+    o = out.reshape(B, C, MIXTURE_OUT, *xt.shape[2:])
+    logits, mu, log_s = o[:, :, :3], o[:, :, 3], o[:, :, 4].clamp(-9.0, 3.0)
+    s2 = torch.exp(2 * log_s)
+    V = a * a * s2 + v
+    lm = torch.stack([-(xt + a) ** 2 / (2 * v) - 0.5 * torch.log(v).expand_as(xt),
+                      -(xt - a) ** 2 / (2 * v) - 0.5 * torch.log(v).expand_as(xt),
+                      -(xt - a * mu) ** 2 / (2 * V) - 0.5 * torch.log(V)], dim=2)
+    return torch.log_softmax(logits + lm, dim=2), mu + a * s2 * (xt - a * mu) / V, s2 * v / V
+
+
+def mixture_mean(log_w: torch.Tensor, mean_g: torch.Tensor) -> torch.Tensor:
+    """``E[x | x_t] = −w_lo + w_hi + w_g · mean_g`` from :func:`mixture_posterior`'s output."""
+    w = log_w.exp()
+    return w[:, :, 1] - w[:, :, 0] + w[:, :, 2] * mean_g
+
+
 def spaced_timesteps(T: int, steps: int | None, timesteps=None) -> torch.Tensor:
     """Increasing subset τ of 0..T−1: ``timesteps`` as given, or ``steps`` evenly spaced incl. 0 and T−1."""
     if timesteps is not None:
@@ -265,24 +291,12 @@ class DDPM(DenoiserFamily):
         precision the bound needs; the Gaussian covers the rest at the cost of 5 outputs per pixel (the
         ``levels`` posterior needs K, impractical at 256 levels)."""
         log_w, mean_g, _ = self._mixture_posterior(out, xt, t)
-        w = log_w.exp()
-        return w[:, :, 1] - w[:, :, 0] + w[:, :, 2] * mean_g
+        return mixture_mean(log_w, mean_g)
 
     def _mixture_posterior(self, out, xt, t):
-        """Posterior of x₀ given x_t under the network's mixture prior: log weights (B, C, 3, …) of
-        (δ(−1), δ(+1), Gaussian) and the Gaussian part's posterior mean and variance
-        ``μ + a s² (x_t − a μ)/(a² s² + v)``, ``s² v/(a² s² + v)``."""
-        B, C = xt.shape[0], xt.shape[1]
-        o = out.reshape(B, C, MIXTURE_OUT, *xt.shape[2:])
-        logits, mu, log_s = o[:, :, :3], o[:, :, 3], o[:, :, 4].clamp(-9.0, 3.0)
+        """:func:`mixture_posterior` with this schedule's ``a = √ᾱ_t``, ``v = 1 − ᾱ_t``."""
         ab = self.schedule.at("alpha_bar", t, xt)
-        a, v = ab.sqrt(), 1 - ab
-        s2 = torch.exp(2 * log_s)
-        V = a * a * s2 + v
-        lm = torch.stack([-(xt + a) ** 2 / (2 * v) - 0.5 * torch.log(v).expand_as(xt),
-                          -(xt - a) ** 2 / (2 * v) - 0.5 * torch.log(v).expand_as(xt),
-                          -(xt - a * mu) ** 2 / (2 * V) - 0.5 * torch.log(V)], dim=2)
-        return torch.log_softmax(logits + lm, dim=2), mu + a * s2 * (xt - a * mu) / V, s2 * v / V
+        return mixture_posterior(out, xt, ab.sqrt(), 1 - ab)
 
     def mixture_decoder_log_prob(self, x0, x1, y=None):
         """``parameterization="mixture"``: the decoder ``p_θ(x₀ | x_1)`` (t = 0) is the network's own posterior

@@ -29,6 +29,20 @@ registry name ``fm-classifier``): ``ṽ = v_θ + s λ(t) ∇_x log p_φ(y | x_t,
 It needs the independent coupling (``cfm``, ``rectified`` before reflow): under the OT coupling x_t is
 not data plus independent Gaussian noise, so the score relation does not hold.
 
+``prediction`` (what the network outputs):
+- ``velocity``: v_θ itself, trained by the CFM loss above.
+- ``mixture`` (data with at most 256 levels, e.g. 8-bit images): the network predicts, per pixel, a prior
+  ``π_lo δ(−1) + π_hi δ(+1) + π_g N(μ, s²)`` over the clean value x₁ (the ``ddpm`` parameterisation of
+  the same name); x̂₁ = E[x₁ | x_t] follows by Bayes' rule under the path's Gaussian likelihood
+  ``x_t | x₁ ~ N(t x₁, σ_t²)`` (:func:`genlab.models.ddpm.mixture_posterior`), and since ``u_t(x | x₁)``
+  is linear in x₁ the marginal velocity is ``v = (x̂₁ − (1 − σ_min) x_t) / σ_t``. Near the data end
+  (σ_t → 0) the likelihood term snaps black and white pixels onto their levels exactly, where a
+  velocity network has to learn a field of size 1/σ_t. With ``x_t = σ_t x₀ + t x₁`` the CFM loss is
+  ``‖x̂₁ − x₁‖² / σ_t²``; the weight is capped at 10⁴ (σ_t ≥ 0.01; the ε-loss's largest weight under
+  DDPM's linear schedule), which keeps the minimiser (the posterior mean at each t) and bounds the loss's
+  variance. Training uses the levels themselves (no dequantisation: the point masses are the levels).
+  Classifier-free guidance combines the two velocities, not the mixture parameters.
+
 Sampling integrates ``dx/dt = v_θ(x, t)`` from 0 to 1 with a solver from ``genlab.sampling.ode``;
 ``log_prob`` integrates the instantaneous change of variables backwards (kind ``"estimate"``,
 see :meth:`FlowMatching.likelihood_info`).
@@ -44,13 +58,16 @@ from torch import nn
 
 from ..data.base import DataInfo, Dataset
 from ..nn.unet import FourierInputNet, TimeMLP  # noqa: F401  (FourierInputNet: re-exported)
-from ..sampling.guidance import classifier_guided_velocity, classifier_log_prob_grad, gaussian_path_guidance_coef
+from ..sampling.guidance import classifier_free, classifier_guided_velocity, classifier_log_prob_grad, gaussian_path_guidance_coef
 from ..sampling.ode import SOLVERS, ode_log_prob, odeint, standard_normal_log_prob, uniform_grid
 from .base import GenerativeModel, ModelError
-from .ddpm import DenoiserFamily, NetConfig, check_diffusable
+from .ddpm import MIXTURE_OUT, DenoiserFamily, NetConfig, check_diffusable, mixture_mean, mixture_posterior
 from .registry import register
 
 PATHS = ("cfm", "rectified", "ot")
+PREDICTIONS = ("velocity", "mixture")
+MIXTURE_SIGMA_FLOOR = 1e-3   # prediction="mixture": σ_t used as max(σ_t, 1e-3) (rectified flow has σ_1 = 0)
+MIXTURE_MAX_WEIGHT = 1e4     # prediction="mixture": loss weight min(1/σ_t², 10⁴)
 GUIDANCE_T_MIN = 1e-2   # λ(t) ∝ 1/t: classifier guidance uses λ(max(t, 0.01)) (p_t(y | x) is flat near t = 0)
 
 
@@ -123,6 +140,7 @@ class FlowMatching(DenoiserFamily):
         sigma_min: float = 1e-4             # σ_min of the Gaussian path (forced to 0 for rectified)
         dequantize: bool = True             # discrete data: uniform noise within each level's bin in training
         t_power: float = 1.0                # training times t = 1 − (1 − u)^t_power (1 = uniform; > 1: more near data)
+        prediction: str = "velocity"        # velocity | mixture (discrete data: v from x̂₁ = a posterior mean)
 
     def __init__(self, info, config=None):
         super().__init__(info, config)
@@ -130,7 +148,12 @@ class FlowMatching(DenoiserFamily):
             raise ModelError(f"path must be one of {PATHS}, got {self.config.path!r}")
         if not self.config.t_power > 0:
             raise ModelError(f"t_power must be > 0, got {self.config.t_power}")
-        self.net = self.build_net()
+        if self.config.prediction not in PREDICTIONS:
+            raise ModelError(f"prediction must be one of {PREDICTIONS}, got {self.config.prediction!r}")
+        if self.config.prediction == "mixture" and not info.discrete:
+            raise ModelError("prediction='mixture' needs discrete data (integer levels, e.g. 8-bit images); "
+                             "use prediction='velocity'")
+        self.net = self.build_net(out_mult=MIXTURE_OUT if self.config.prediction == "mixture" else 1)
         self.last_nfe = 0
 
     @property
@@ -141,9 +164,10 @@ class FlowMatching(DenoiserFamily):
         return 2.0 / (self.info.num_levels - 1)
 
     def to_model_dequant(self, x):
-        """Discrete levels plus U(−½, ½) bin noise, in model space (continuous data unchanged)."""
+        """Discrete levels plus U(−½, ½) bin noise, in model space (continuous data unchanged; none for
+        ``prediction="mixture"``, whose prior has point masses on the extreme levels)."""
         z = self.to_model(x)
-        if self.info.discrete and self.config.dequantize:
+        if self.info.discrete and self.config.dequantize and self.config.prediction != "mixture":
             z = z + (torch.rand_like(z) - 0.5) * self.bin_width()
         return z
 
@@ -164,8 +188,38 @@ class FlowMatching(DenoiserFamily):
         y = self.drop_labels(y)
         t = sample_times(torch.rand(x1.shape[0], device=x1.device), self.config.t_power)
         xt = path_sample(x0, x1, t, self.sigma_min)
+        if self.config.prediction == "mixture":   # ‖v̂ − u‖² = ‖x̂₁ − x₁‖²/σ_t², weight capped (module docstring)
+            x1_hat = self.mixture_x1(self._net(xt, t, y), xt, t)
+            sig = self.path_std(t, xt)
+            return ((x1_hat - x1) ** 2 / (sig ** 2).clamp_min(1.0 / MIXTURE_MAX_WEIGHT)).mean()
         target = x1 - (1 - self.sigma_min) * x0
         return ((self.net_eval(xt, t, y) - target) ** 2).mean()
+
+    # ---- prediction="mixture" -----------------------------------------------------------------------------
+    def path_std(self, t, x):
+        """``σ_t = 1 − (1 − σ_min) t`` shaped to broadcast against ``x``."""
+        return (1 - (1 - self.sigma_min) * t.to(x.dtype)).reshape(-1, *([1] * (x.ndim - 1)))
+
+    def mixture_x1(self, out, xt, t):
+        """x̂₁ = E[x₁ | x_t] under the network's per-pixel mixture prior ``out`` and ``x_t | x₁ ~ N(t x₁, σ_t²)``,
+        σ_t floored at 10⁻³."""
+        a = t.to(xt.dtype).reshape(-1, *([1] * (xt.ndim - 1)))
+        sig = self.path_std(t, xt).clamp_min(MIXTURE_SIGMA_FLOOR)
+        return mixture_mean(*mixture_posterior(out, xt, a, sig ** 2)[:2])
+
+    def _field(self, x, t, y):
+        """The velocity at (x, t) for label y (no guidance): the network itself, or from x̂₁ for ``mixture``."""
+        out = self._net(x, t, y)
+        if self.config.prediction != "mixture":
+            return out
+        return (self.mixture_x1(out, x, t) - (1 - self.sigma_min) * x) / self.path_std(t, x).clamp_min(MIXTURE_SIGMA_FLOOR)
+
+    def net_eval(self, x, t, y=None, guidance: float = 1.0):
+        """The velocity at model-space ``x`` and time ``t`` (B,) with classifier-free guidance ``w``
+        (combining velocities, also for ``prediction="mixture"``)."""
+        if self.num_classes is None:
+            return self._field(x, t, None)
+        return classifier_free(self._field, x, t, y, guidance, self.num_classes)
 
     # ---- the vector field ----------------------------------------------------------------------------------
     def velocity(self, y=None, guidance: float = 1.0, classifier=None, classifier_scale: float = 0.0):
