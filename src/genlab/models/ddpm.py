@@ -218,6 +218,17 @@ def mixture_mean(log_w: torch.Tensor, mean_g: torch.Tensor) -> torch.Tensor:
     return w[:, :, 1] - w[:, :, 0] + w[:, :, 2] * mean_g
 
 
+def mixture_level_log_prob(log_w: torch.Tensor, mean_g: torch.Tensor, var_g: torch.Tensor, x: torch.Tensor,
+                           num_levels: int) -> torch.Tensor:
+    """log P(level of x) under a :func:`mixture_posterior` (log weights, Gaussian part's mean and variance):
+    ``w_lo [k = 0] + w_hi [k = K−1] + w_g · (the Gaussian part discretised into the level bins, outer bins
+    to ±∞)``, a distribution over the K levels (it sums to one); x is in model space (levels at
+    2k/(K−1) − 1). Elementwise, nats."""
+    lg = log_w[:, :, 2] + discretized_gaussian_log_prob(x, mean_g, 0.5 * torch.log(var_g), num_levels)
+    return torch.where(x < -1 + 1e-3, torch.logaddexp(log_w[:, :, 0], lg),
+                       torch.where(x > 1 - 1e-3, torch.logaddexp(log_w[:, :, 1], lg), lg))
+
+
 def spaced_timesteps(T: int, steps: int | None, timesteps=None) -> torch.Tensor:
     """Increasing subset τ of 0..T−1: ``timesteps`` as given, or ``steps`` evenly spaced incl. 0 and T−1."""
     if timesteps is not None:
@@ -307,10 +318,8 @@ class DDPM(DenoiserFamily):
         t = torch.zeros(x1.shape[0], dtype=torch.long, device=x1.device)
         out = self.net_eval(x1, t.float() / self.config.T, y)
         C = x1.shape[1]
-        log_w, mean_g, var_g = self._mixture_posterior(out[:, :C * MIXTURE_OUT], x1, t)
-        lg = log_w[:, :, 2] + discretized_gaussian_log_prob(x0, mean_g, 0.5 * torch.log(var_g), self.info.num_levels)
-        return torch.where(x0 < -1 + 1e-3, torch.logaddexp(log_w[:, :, 0], lg),
-                           torch.where(x0 > 1 - 1e-3, torch.logaddexp(log_w[:, :, 1], lg), lg))
+        return mixture_level_log_prob(*self._mixture_posterior(out[:, :C * MIXTURE_OUT], x1, t), x0,
+                                      self.info.num_levels)
 
     def level_posterior_mean(self, logits, xt, t):
         """``parameterization="levels"``: x̂₀ = E[x₀ | x_t] under a per-pixel categorical over the K levels
