@@ -234,9 +234,9 @@ Issue 6 targets, and where they stand:
 - "`digits` and `mnist5k`: DDPM bound in bits/dim and nats/image, ODE likelihood, and sample quality against NFE
   (1, 2, 4, 8, 16, 32, 100, 1000) for DDPM, DDIM, flow matching, rectified flow and rectified flow after reflow
   (with the feature-network distance …)" — digits and mnist5k: all measured (below). mnist5k (session 4): the bound
-  with the new `mixture` parameterisation, 1.65 bits/dim on test (all T terms; uniform: 8); the NFE table with all eight NFEs;
-  the FM ODE likelihood 7.34 bits/dim. The flow-matching columns on mnist5k are poor (FD ≈ 790 against 5.0 for
-  train vs test; see the notes): what the FM family's velocity MLP reaches, not a limit of the method.
+  with the new `mixture` parameterisation, 1.65 bits/dim on test (all T terms; uniform: 8); the NFE table with all eight NFEs.
+  Session 5: flow matching, rectified flow and reflow on mnist5k with `prediction="mixture"` (FD 34 at 100 NFE, DDPM 35;
+  reflow +8 % at 4 NFE) and its ODE-based bound, 1.50 bits/dim (the session-4 velocity MLP: FD ≈ 790, 7.34 bits/dim).
 - "target: rectified flow after reflow at 4 NFE within 10 % of its own 100-NFE quality" — measured with the
   feature FD below (met / not met stated under each table).
 - "Side by side with peers … diffusers' DDPM/DDIM schedulers: steps/s ratio, sampling time per NFE, quality at
@@ -291,22 +291,28 @@ NOTES = """## Notes (read before quoting)
 - *Quality vs NFE, mnist5k*: DDPM/DDIM = the 4000-step mixture model; FD 580 at 1 step, 70–106 at 8, 35–37 at 100,
   34–36 at 1000: recognisable digits (docs/img/ddpm_mnist5k_mixture.png; the previous ε-model: FD 3360–5456), but
   still ≈ 7× the train-vs-test reference (5.0) — an MLP, 4000 steps. DDIM is better than ancestral DDPM below 16
-  steps, as on digits. Flow matching / rectified / reflow
-  (same MLP, 1000 steps, EMA): FD ≈ 790 at best. Their samples have the digit shapes under heavy pixel noise (40 %
-  exact-zero pixels against 81 % in the data): the velocity MLP is inaccurate near the data end (t → 1), where it
-  must reproduce the noise component of x_t — the flow-matching form of the ε-network's problem on discrete
-  images. Training longer made it *worse* (ad-hoc runs, seed 0, 500 samples, the table's evaluation; 4000 steps
-  of `cfm` = 210 s CPU, 1000 steps of `rectified` = 50 s; the two paths differ only by σ_min = 1e-4 and agree
-  within 1 FD in the table): the same MLP at 4000 steps with EMA gave FD 875 at 2 NFE, 1380 at 8,
-  2063 at 32, and 2342 with RK4 ×25 (the more exactly the learned field is integrated, the worse), against
-  860 / 804 / 792 at 1000 steps with EMA (and 885 at 32 NFE with t_power = 2): the 1000-step models are the best
-  found and are the ones in the table. The fix is a data-end parameterisation for flow matching (predict x̂₁ as a
-  posterior mean as `mixture` does, v = (x̂₁ − x_t)/(1 − t)) — `models/flow_matching.py`, not in this helper's
-  files. So the reflow target's "met" on mnist5k (816 vs 805, +1 %) is nominal: straight paths to noisy images;
-  with 5000 pairs (29 s CPU) the reflow's many-step FD is 805 against its teacher's 789 (digits, 1000 pairs: 33 vs
-  11), but with teachers this poor that says little. The FM ODE likelihood of this model, 3990 nats = 7.34 bits/dim
-  (kind `estimate`), is as the previous 1000-step model's (3988): just below uniform — the flow-matching density
-  is as poor as its samples; the DDPM bound (1.65 bits/dim) is the likelihood to quote for mnist5k.
+  steps, as on digits.
+  *Flow matching, rectified flow and reflow (session 5): `prediction="mixture"`* — the same per-pixel prior as
+  the DDPM, x̂₁ its exact posterior mean under the path's Gaussian likelihood, v = (x̂₁ − (1 − σ_min) x_t)/σ_t
+  (docs/flow-matching.md) — on the same MLP with the DDPM's budget (4000 steps, EMA 0.999; ≈ 400 s CPU each; the
+  mixture's 5 outputs per pixel make a step ≈ 1.9× the velocity MLP's): FD **34 at 100 Euler steps, 32 at 1000**
+  (DDPM 35 / 34), 47 at 16 (DDIM 48), 127 at 4 (DDIM 182). Rectified flow after one reflow (5000 pairs, RK4 ×25,
+  77 s CPU; 4000 steps): FD 89 at 1 NFE, **69 at 4 against 64 at 100: +8 %, the target met** (and not nominally:
+  its teacher reaches 34). The reflowed model's many-step FD (64) is worse than its teacher's (34): 5000 pairs
+  for 4000 steps of batch 128 (≈ 100 passes) overfit the coupling, as on digits. Training was run as two
+  parallel processes (`--train-only 1 --train-keys fm` and `... rectified`), then the table with `--reuse 1`, then
+  the likelihood with `--nll-only 1`. A pilot at 1000 steps (2000 pairs) gave FD 75 / 116 (FM / reflow at 100
+  NFE). Before (session 4), the velocity-predicting MLP (1000 steps) reached FD ≈ 790 at best, with 40 %
+  exact-zero pixels against 81 % in the data: near t → 1 the velocity of a black pixel must be
+  (−1 − x_t)/σ_t to a bin's precision, which the network did not learn, and training longer made it worse (4000
+  steps: FD 2063 at 32 NFE).
+  *Likelihood*: the mixture model's `log_prob` is a variational bound (ODE density at σ_end = half a bin plus the
+  mixture's level posterior, docs/flow-matching.md): **814 ± 16 nats/image = 1.50 bits/dim** on test (kind
+  `estimate`: one draw per image, Hutchinson trace, dopri5 1e-4), below the DDPM's all-T bound of 898 = 1.65.
+  With uniform dequantisation the same model scores 10.1 bits/dim (its black pixels are point masses, so a
+  dequantised point has almost no density), and the session-4 velocity model 7.34. On val (20 images, the
+  1000-step pilot) σ_end = 0.001 / 0.002 / 0.0039 / 0.008 / 0.02 gave 1.92 / 1.78 / 1.74 / 1.72 / 1.75 bits/dim; the
+  default (half a bin, 0.0039) was fixed before that comparison and kept.
 - **diffusers side by side.** DDPM: with the same network, betas, timesteps and generator the two samplers give
   the same images (identical FD/KID), so the comparison is purely of sampler overhead. Over two runs (the table:
   steps 10 and 100; a first run, steps 10, 50, 100, 1000 with diffusers' default DDIM: results/diffusion_peers.json as of commit edc3c8c)
@@ -347,6 +353,7 @@ def report(args):
                   f"`python benchmarks/diffusion_nfe.py run --data {data} --ddpm-tag {d['ddpm_tag']} --steps {s['steps']} "
                   f"--pairs {s['reflow_pairs']}{' --width ' + str(s['width']) if s['network'] == 'mlp' else ''}"
                   f"{' --ema ' + str(s['ema']) if s.get('ema') else ''}"
+                  f"{' --prediction ' + s['prediction'] if s.get('prediction') else ''}"
                   f"{' --n ' + str(d['n_samples']) if d['n_samples'] != d['n_test'] else ''}"
                   f"{' --nfes ' + ','.join(str(r['nfe']) for r in d['nfe_table']) if len(d['nfe_table']) != 8 else ''}` "
                   f"(date {d['date']}, load at end {d.get('load_end')}{', commit ' + d['commit'] if d.get('commit') else ''}).", ""] + lines + [""]
