@@ -48,6 +48,16 @@ PER_TOY = {
     "checkerboard": dict(steps=16000, cfg=dict(x_fourier=64, x_fourier_sigma=1.0)),   # + --batch 512 (fm_toys_notes.md, provisional)
 }
 
+# flow matching's per-toy settings that met the target in fm_toys.md (t_power aside, which score-sde has not):
+# the budget at which score-sde with prediction="flow" is compared (session 5, tag s5-flow)
+FM_PER_TOY = {
+    "8gaussians": dict(steps=4000), "moons": dict(steps=4000), "circles": dict(steps=4000),
+    "swissroll": dict(steps=4000),
+    "pinwheel": dict(steps=8000, cfg=dict(x_fourier=64, x_fourier_sigma=0.5)),
+    "2spirals": dict(steps=8000, cfg=dict(x_fourier=64, x_fourier_sigma=2.0)),
+    "rings": dict(steps=16000, cfg=dict(x_fourier=64, x_fourier_sigma=2.0)),
+    "checkerboard": dict(steps=32000, batch=512, cfg=dict(x_fourier=64, x_fourier_sigma=1.0)),
+}
 
 TRAIN_EVAL_DEFAULTS = {"steps": 4000, "batch": 256, "lr": 2e-3, "warmup": 100, "ema": 0.995, "grad-clip": 1.0,
                        "width": 128, "depth": 3, "emb-dim": 64, "embedding": "sinusoidal", "x-scale": 0.5,
@@ -101,14 +111,16 @@ def run(a):
             sets[k] = json.loads(v)
         except json.JSONDecodeError:
             sets[k] = v
-    steps = a.steps
+    steps, batch = a.steps, a.batch
     for seed in [int(s) for s in a.seeds.split(",")]:      # seed outermost: a stopped run still covers every toy
         for toy in a.toys.split(","):
             kw = dict(SDE_CFG)
-            a.steps = steps
-            if a.per_toy:
-                kw.update(PER_TOY[toy].get("cfg", {}))
-                a.steps = PER_TOY[toy]["steps"]
+            a.steps, a.batch = steps, batch
+            if a.per_toy or a.fm_budget:
+                table = FM_PER_TOY if a.fm_budget else PER_TOY
+                kw.update(table[toy].get("cfg", {}))
+                a.steps = table[toy]["steps"]
+                a.batch = table[toy].get("batch", batch)
             kw.update(sets)
             r = run_one(toy, seed, a, kw)
             print(json.dumps(r), flush=True)
@@ -246,6 +258,8 @@ def main():
     p.add_argument("--tag", default="final")
     p.add_argument("--set", action="append", help="score-sde config key=value (repeatable)")
     p.add_argument("--per-toy", action="store_true", help="steps and network features per toy (PER_TOY), then --set")
+    p.add_argument("--fm-budget", dest="fm_budget", action="store_true",
+                   help="flow matching's per-toy steps, batch and features (FM_PER_TOY), then --set")
     for flag, default in TRAIN_EVAL_DEFAULTS.items():       # same defaults as fm_toys.py (flow matching)
         p.add_argument("--" + flag, type=type(default), default=default)
     p.add_argument("--save", default=None, help="save each trained model under this folder (e.g. runs/sde_toys)")

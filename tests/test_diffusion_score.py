@@ -195,7 +195,11 @@ def analytic_velocity(sde, t_eps=1e-3):
 def test_velocity_parameterisation_gives_the_exact_score_and_likelihood(sde):
     """The exact drift as the network: s_θ = 2(f − net)/g² is the true score, and the model's ODE
     log-likelihood (down to t_ε = 1e-5) is the closed form (up to the known prior mismatch)."""
-    m = analytic_velocity(sde, t_eps=1e-5)
+    assert_exact_score_and_ode_likelihood(analytic_velocity(sde, t_eps=1e-5))
+
+
+def assert_exact_score_and_ode_likelihood(m):
+    """The model's score is the true score of N(μ, s² I) noised, and its probability-flow ODE maps p_{t_ε} to p_1."""
     x = (MU + torch.randn(6, 2, dtype=torch.float64)).requires_grad_(True)
     for t in (1e-5, 0.4, 1.0):
         true = torch.autograd.grad(marginal_logp(m, x, t).sum(), x)[0]
@@ -297,3 +301,43 @@ def test_fourier_input_features_are_shared_by_every_denoiser_family():
         assert torch.isfinite(loss["loss"] if isinstance(loss, dict) else loss).all()
     with pytest.raises(ModelError, match="x_fourier"):
         gl.create("score-sde", data=DataInfo(shape=(1, 8, 8), modality="image"), network="unet", x_fourier=4)
+
+
+class GaussianFlowNet(GaussianEpsNet):
+    """``prediction="flow"``'s optimum for data N(μ, s² I): ``E[x_0 − z | x_t]`` with the Gaussian posterior means
+    ``E[x_0 | x] = μ + m s² (x − mμ)/(m² s² + std²)`` and ``E[z | x] = std (x − mμ)/(m² s² + std²)`` (the ε-net's output)."""
+
+    def forward(self, x, t, y=None):
+        m = self.model[0].marginal(t.to(x.dtype))[0][:, None]
+        eps = super().forward(x, t, y)
+        return self.mu + m * S ** 2 * (x - m * self.mu) / (m ** 2 * S ** 2 + self.model[0].marginal(t.to(x.dtype))[1][:, None] ** 2) - eps
+
+
+@pytest.mark.parametrize("sde", ["vp", "vp-cosine", "ve"])
+def test_flow_parameterisation_gives_the_exact_drift_score_and_likelihood(sde):
+    """With E[x_0 − z | x_t] as the network, ``prediction="flow"``'s drift is the exact probability-flow drift
+    (the velocity parameterisation's optimum), its score the true score, its ODE likelihood the closed form;
+    and for any network the drift error is ``(ṁ std − (std)˙ m)/(m + std)`` times the error in w."""
+    m = gl.create("score-sde", data=DataInfo(shape=(2,)), width=8, depth=1, sigma_max=50.0, prediction="flow",
+                  t_eps=1e-5, **sde_kw(sde))
+    m.net = GaussianFlowNet(m)
+    m.double()
+    ref = analytic_velocity(sde, t_eps=1e-5)
+    x = MU + torch.randn(6, 2, dtype=torch.float64)
+    for t in (1e-5, 0.4, 1.0):
+        tt = torch.full((6,), t, dtype=torch.float64)
+        assert torch.allclose(m.net_drift(x, tt), ref.net_eval(x, tt), rtol=1e-9, atol=1e-9)
+    assert_exact_score_and_ode_likelihood(m)
+    # the loss: drift − v = coef · (net − (x_0 − z)) for an arbitrary network
+    torch.manual_seed(0)
+    m2 = gl.create("score-sde", data=DataInfo(shape=(2,)), width=16, depth=1, prediction="flow", **sde_kw(sde)).double()
+    t = torch.rand(64, dtype=torch.float64) * 0.98 + 0.01
+    x0, z = torch.randn(64, 2, dtype=torch.float64), torch.randn(64, 2, dtype=torch.float64)
+    mt, std = m2.marginal(t)
+    dm, dstd = m2.marginal_dot(t)
+    xt = mt[:, None] * x0 + std[:, None] * z
+    coef = ((dm * std - dstd * mt) / (mt + std))[:, None]
+    lhs = m2.net_drift(xt, t) - (dm[:, None] * x0 + dstd[:, None] * z)
+    assert torch.allclose(lhs, coef * (m2.net_eval(xt, t) - (x0 - z)), rtol=1e-8, atol=1e-10)
+    with pytest.raises(gl.models.ModelError, match="prediction"):
+        gl.create("score-sde", data=DataInfo(shape=(2,)), prediction="x0")

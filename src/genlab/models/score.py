@@ -29,7 +29,15 @@ Objective: weighted denoising score matching (Song et al. 2021 eq. 7) with ``x_t
 - ``prediction="velocity"`` (the probability-flow drift itself, as in Zheng et al. 2023, "Improved
   techniques for maximum likelihood estimation for diffusion ODEs"): ``net ≈ f − ½g² ∇log p_t``, i.e.
   ``s_θ = 2(f(x, t) − net)/g²``; its regression target is the path velocity ``v = ṁ_t x_0 + (d std_t/dt) z``
-  (E[v | x_t] is exactly the probability-flow drift), and ``‖s_θ + z/std‖² = 4‖net − v‖²/g⁴``.
+  (E[v | x_t] is exactly the probability-flow drift), and ``‖s_θ + z/std‖² = 4‖net − v‖²/g⁴``;
+- ``prediction="flow"``: the same loss on the drift, but the network predicts ``w ≈ E[x_0 − z | x_t]``
+  (flow matching's target: the velocity of the straight path ``(1 − u) z + u x_0`` through the same noise
+  level). With ``x_t = m x_0 + std z`` the conditional means are ``E[x_0] = (x + std w)/(m + std)`` and
+  ``E[z] = (x − m w)/(m + std)``, so the drift is ``(ṁ (x + std w) + (std)˙ (x − m w))/(m + std)``, affine
+  in w; the drift error is ``(ṁ std − (std)˙ m)/(m + std)`` times the error in w (−(πc/2)/(cos + sin)
+  under the cosine schedule, nearly constant). Same objective and minimiser as ``velocity``; on the 2-D toys
+  it trains several times faster (benchmarks/results/sde_toys_notes.md): the velocity network must
+  produce the x-linear part of the drift itself, ``w`` leaves it to the formula.
 ``weighting="default"``: λ = std² for ``eps`` (loss ``‖net − z‖²``), λ = g⁴/4 for ``velocity`` (loss
 ``‖net − v‖²``), t ~ U[t_ε, 1]. ``weighting="likelihood"``: λ = g² (Song, Durkan, Murray & Ermon 2021,
 "Maximum likelihood training of score-based diffusion models", Thm. 1: the weighted loss then bounds the
@@ -53,6 +61,9 @@ from ..sampling.sde import euler_maruyama, predictor_corrector
 from .base import ModelError
 from .ddpm import DenoiserFamily, NetConfig
 from .registry import register
+
+
+PREDICTIONS = ("eps", "velocity", "flow")
 
 
 def _bshape(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -183,7 +194,7 @@ class ScoreSDE(DenoiserFamily):
         sigma_max: float = 10.0               # VE
         t_eps: float = 1e-3                   # smallest time (training and sampling)
         dequantize: bool = True
-        prediction: str = "eps"               # eps | velocity (network = probability-flow drift)
+        prediction: str = "eps"               # eps | velocity (network = probability-flow drift) | flow (E[x_0 − z | x_t])
         weighting: str = "default"            # default | likelihood (λ = g²)
         importance: bool = True               # likelihood weighting: sample t ∝ g²/std² (importance sampling)
 
@@ -205,8 +216,8 @@ class ScoreSDE(DenoiserFamily):
             raise ModelError("schedule='cosine' is a VP schedule; use sde='vp'")
         if c.schedule == "cosine" and not 0 < c.cosine_c < 1:
             raise ModelError(f"need 0 < cosine_c < 1 (β(1) = πc tan(πc/2) is infinite at c = 1), got {c.cosine_c}")
-        if c.prediction not in ("eps", "velocity"):
-            raise ModelError(f"prediction must be 'eps' or 'velocity', got {c.prediction!r}")
+        if c.prediction not in PREDICTIONS:
+            raise ModelError(f"prediction must be one of {PREDICTIONS}, got {c.prediction!r}")
         if c.weighting not in ("default", "likelihood"):
             raise ModelError(f"weighting must be 'default' or 'likelihood', got {c.weighting!r}")
         if not 0 < c.t_eps < 1:
@@ -273,12 +284,23 @@ class ScoreSDE(DenoiserFamily):
         """``eps``: ``s_θ(x, t) = −net(x, t)/std(t)``; ``velocity``: ``s_θ = 2(f(x, t) − net(x, t))/g(t)²``;
         ``t`` is a 0-dim or (B,) tensor."""
         t = t.to(x.dtype).expand(x.shape[0]) if t.ndim == 0 else t
-        out = self.net_eval(x, t, y, guidance)
-        if self.config.prediction == "velocity":
+        if self.config.prediction in ("velocity", "flow"):
             fx, g = self.f_g(x, _bshape(t, x))
-            return 2 * (fx - out) / g ** 2
+            return 2 * (fx - self.net_drift(x, t, y, guidance)) / g ** 2
+        out = self.net_eval(x, t, y, guidance)
         _, std = self.marginal(t)
         return -out / _bshape(std, x)
+
+    def flow_to_drift(self, w, x, t):
+        """``prediction="flow"``: the drift ``(ṁ (x + std w) + (std)˙ (x − m w))/(m + std)`` from ``w ≈ E[x_0 − z | x_t]``."""
+        m, std = (_bshape(v, x) for v in self.marginal(t))
+        dm, dstd = (_bshape(v, x) for v in self.marginal_dot(t))
+        return (dm * (x + std * w) + dstd * (x - m * w)) / (m + std)
+
+    def net_drift(self, x, t, y=None, guidance: float = 1.0):
+        """The probability-flow drift from the network (``velocity``: its output; ``flow``: via :meth:`flow_to_drift`)."""
+        out = self.net_eval(x, t, y, guidance)
+        return self.flow_to_drift(out, x, t) if self.config.prediction == "flow" else out
 
     # ---- importance sampling of t for the likelihood weighting ---------------------------------------------
     def _is_cdf(self, t):
@@ -339,14 +361,15 @@ class ScoreSDE(DenoiserFamily):
         else:
             dm, dstd = self.marginal_dot(t)
             target = _bshape(dm, x) * x + _bshape(dstd, x) * z  # v = ṁ x_0 + (std)˙ z
+            return (w * ((self.net_drift(xt, t, y) - target) ** 2).flatten(1).sum(1)).mean()
         return (w * ((self.net_eval(xt, t, y) - target) ** 2).flatten(1).sum(1)).mean()
 
     def pf_drift(self, y=None, guidance: float = 1.0):
         """Probability-flow ODE ``dx/dt = f(x,t) − ½ g(t)² s_θ(x, t)`` (Song et al. eq. 13); with
         ``prediction="velocity"`` that is the network's output itself."""
         def f(t, x):
-            if self.config.prediction == "velocity":
-                return self.net_eval(x, t.to(x.dtype).expand(x.shape[0]), y, guidance)
+            if self.config.prediction in ("velocity", "flow"):
+                return self.net_drift(x, t.to(x.dtype).expand(x.shape[0]), y, guidance)
             fx, g = self.f_g(x, t.to(x.dtype))
             return fx - 0.5 * g ** 2 * self.score(x, t, y, guidance)
         return f
