@@ -303,24 +303,29 @@ def test_fourier_input_features_are_shared_by_every_denoiser_family():
         gl.create("score-sde", data=DataInfo(shape=(1, 8, 8), modality="image"), network="unet", x_fourier=4)
 
 
-class GaussianFlowNet(GaussianEpsNet):
-    """``prediction="flow"``'s optimum for data N(μ, s² I): ``E[x_0 − z | x_t]`` with the Gaussian posterior means
-    ``E[x_0 | x] = μ + m s² (x − mμ)/(m² s² + std²)`` and ``E[z | x] = std (x − mμ)/(m² s² + std²)`` (the ε-net's output)."""
+class GaussianFlowNet(nn.Module):
+    """Flow matching's exact velocity for data N(μ, s² I) on the straight path ``x' = u x_0 + (1 − u) z``:
+    ``E[x_0 − z | x'] = μ + (u s² − (1 − u))(x' − uμ)/(u² s² + (1 − u)²)`` — what ``prediction="flow"``'s
+    network sees (x', u) and should output, independent of the SDE."""
 
-    def forward(self, x, t, y=None):
-        m = self.model[0].marginal(t.to(x.dtype))[0][:, None]
-        eps = super().forward(x, t, y)
-        return self.mu + m * S ** 2 * (x - m * self.mu) / (m ** 2 * S ** 2 + self.model[0].marginal(t.to(x.dtype))[1][:, None] ** 2) - eps
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mu", MU.clone())
+
+    def forward(self, x, u, y=None):
+        u = u.to(x.dtype)[:, None]
+        return self.mu + (u * S ** 2 - (1 - u)) * (x - u * self.mu) / (u ** 2 * S ** 2 + (1 - u) ** 2)
 
 
 @pytest.mark.parametrize("sde", ["vp", "vp-cosine", "ve"])
 def test_flow_parameterisation_gives_the_exact_drift_score_and_likelihood(sde):
-    """With E[x_0 − z | x_t] as the network, ``prediction="flow"``'s drift is the exact probability-flow drift
-    (the velocity parameterisation's optimum), its score the true score, its ODE likelihood the closed form;
-    and for any network the drift error is ``(ṁ std − (std)˙ m)/(m + std)`` times the error in w."""
+    """With flow matching's exact straight-path velocity as the network (fed x_t/(m + std) and u = m/(m + std)),
+    ``prediction="flow"``'s drift is the exact probability-flow drift (the velocity parameterisation's optimum),
+    its score the true score, its ODE likelihood the closed form; and for any network the drift error is
+    ``(ṁ std − (std)˙ m)/(m + std)`` times the error in w, w = the network at the straight-path input."""
     m = gl.create("score-sde", data=DataInfo(shape=(2,)), width=8, depth=1, sigma_max=50.0, prediction="flow",
                   t_eps=1e-5, **sde_kw(sde))
-    m.net = GaussianFlowNet(m)
+    m.net = GaussianFlowNet()
     m.double()
     ref = analytic_velocity(sde, t_eps=1e-5)
     x = MU + torch.randn(6, 2, dtype=torch.float64)
@@ -338,6 +343,35 @@ def test_flow_parameterisation_gives_the_exact_drift_score_and_likelihood(sde):
     xt = mt[:, None] * x0 + std[:, None] * z
     coef = ((dm * std - dstd * mt) / (mt + std))[:, None]
     lhs = m2.net_drift(xt, t) - (dm[:, None] * x0 + dstd[:, None] * z)
-    assert torch.allclose(lhs, coef * (m2.net_eval(xt, t) - (x0 - z)), rtol=1e-8, atol=1e-10)
+    assert torch.allclose(lhs, coef * (m2.net_eval(*m2.flow_input(xt, t)) - (x0 - z)), rtol=1e-8, atol=1e-10)
     with pytest.raises(gl.models.ModelError, match="prediction"):
         gl.create("score-sde", data=DataInfo(shape=(2,)), prediction="x0")
+
+
+@pytest.mark.parametrize("sde", ["vp", "vp-cosine", "ve"])
+def test_flow_training_times_are_uniform_on_the_straight_path(sde):
+    """``prediction="flow"`` (default weighting) draws u = m/(m + std) uniformly on [u(1), u(t_ε)] — a KS
+    distance against the uniform CDF — through an inverse of u(t) exact to 1e-9, and its loss is flow
+    matching's ‖w − (x_0 − z)‖² at those times."""
+    m = gl.create("score-sde", data=DataInfo(shape=(2,)), width=8, depth=1, prediction="flow", t_eps=1e-5,
+                  sigma_max=50.0, **sde_kw(sde))
+    tt = torch.linspace(1e-5, 1.0, 101, dtype=torch.float64)
+    assert torch.allclose(m.time_of_straight(m.straight_time(tt)), tt, atol=1e-9)
+    torch.manual_seed(0)
+    t, w = m.sample_t(100_000)
+    assert torch.all(w == 1) and float(t.min()) >= 1e-5 and float(t.max()) <= 1.0
+    u = m.straight_time(t.double()).sort().values
+    lo, hi = float(m.straight_time(torch.tensor(1.0, dtype=torch.float64))), float(m.straight_time(torch.tensor(1e-5, dtype=torch.float64)))
+    ks = ((u - lo) / (hi - lo) - torch.arange(1, len(u) + 1, dtype=torch.float64) / len(u)).abs().max()
+    assert ks < 1.63 / math.sqrt(len(u)), ks            # 1 % level
+    x = MU + S * torch.randn(8, 2, dtype=torch.float64)
+    m.double()
+    torch.manual_seed(1)
+    loss = m({"x": x})
+    torch.manual_seed(1)
+    t, _ = m.sample_t(8)
+    mt, std = m.marginal(t.double())
+    z = torch.randn_like(x)
+    xt = mt[:, None] * x + std[:, None] * z
+    want = ((m.net_eval(*m.flow_input(xt, t.double())) - (x - z)) ** 2).sum(1).mean()
+    assert torch.allclose(loss, want, rtol=1e-6), (loss, want)

@@ -30,14 +30,17 @@ Objective: weighted denoising score matching (Song et al. 2021 eq. 7) with ``x_t
   techniques for maximum likelihood estimation for diffusion ODEs"): ``net ≈ f − ½g² ∇log p_t``, i.e.
   ``s_θ = 2(f(x, t) − net)/g²``; its regression target is the path velocity ``v = ṁ_t x_0 + (d std_t/dt) z``
   (E[v | x_t] is exactly the probability-flow drift), and ``‖s_θ + z/std‖² = 4‖net − v‖²/g⁴``;
-- ``prediction="flow"``: the same loss on the drift, but the network predicts ``w ≈ E[x_0 − z | x_t]``
-  (flow matching's target: the velocity of the straight path ``(1 − u) z + u x_0`` through the same noise
-  level). With ``x_t = m x_0 + std z`` the conditional means are ``E[x_0] = (x + std w)/(m + std)`` and
+- ``prediction="flow"``: the same loss on the drift, but the network is a flow-matching network on the
+  straight path through the same noise levels. Every Gaussian path is a rescaling of the straight path
+  ``x'_u = u x_0 + (1 − u) z``: ``x_t / (m + std) = x'_u`` at ``u = m/(m + std)``. The network sees
+  ``(x_t/(m + std), u)`` and predicts ``w ≈ E[x_0 − z | x_t]``, flow matching's target on that path. With
+  ``x_t = m x_0 + std z`` the conditional means are ``E[x_0] = (x + std w)/(m + std)`` and
   ``E[z] = (x − m w)/(m + std)``, so the drift is ``(ṁ (x + std w) + (std)˙ (x − m w))/(m + std)``, affine
   in w; the drift error is ``(ṁ std − (std)˙ m)/(m + std)`` times the error in w (−(πc/2)/(cos + sin)
-  under the cosine schedule, nearly constant). Same objective and minimiser as ``velocity``; on the 2-D toys
-  it trains several times faster (benchmarks/results/sde_toys_notes.md): the velocity network must
-  produce the x-linear part of the drift itself, ``w`` leaves it to the formula.
+  under the cosine schedule, nearly constant). With ``weighting="default"`` the training is flow matching's
+  exactly: u ~ U[u(1), u(t_ε)] (t = the time with that u) and the loss ``‖w − (x_0 − z)‖²``; the minimiser
+  is the same as ``velocity``'s (the probability-flow drift). On the 2-D toys it needs flow matching's
+  training steps where ``velocity`` needed up to 4× more (benchmarks/results/sde_toys_notes.md).
 ``weighting="default"``: λ = std² for ``eps`` (loss ``‖net − z‖²``), λ = g⁴/4 for ``velocity`` (loss
 ``‖net − v‖²``), t ~ U[t_ε, 1]. ``weighting="likelihood"``: λ = g² (Song, Durkan, Murray & Ermon 2021,
 "Maximum likelihood training of score-based diffusion models", Thm. 1: the weighted loss then bounds the
@@ -291,6 +294,11 @@ class ScoreSDE(DenoiserFamily):
         _, std = self.marginal(t)
         return -out / _bshape(std, x)
 
+    def flow_input(self, x, t):
+        """``prediction="flow"``: the straight-path input ``(x/(m + std), m/(m + std))`` for model-space x at times t (B,)."""
+        m, std = self.marginal(t.to(x.dtype))
+        return x / _bshape(m + std, x), m / (m + std)
+
     def flow_to_drift(self, w, x, t):
         """``prediction="flow"``: the drift ``(ṁ (x + std w) + (std)˙ (x − m w))/(m + std)`` from ``w ≈ E[x_0 − z | x_t]``."""
         m, std = (_bshape(v, x) for v in self.marginal(t))
@@ -299,8 +307,9 @@ class ScoreSDE(DenoiserFamily):
 
     def net_drift(self, x, t, y=None, guidance: float = 1.0):
         """The probability-flow drift from the network (``velocity``: its output; ``flow``: via :meth:`flow_to_drift`)."""
-        out = self.net_eval(x, t, y, guidance)
-        return self.flow_to_drift(out, x, t) if self.config.prediction == "flow" else out
+        if self.config.prediction != "flow":
+            return self.net_eval(x, t, y, guidance)
+        return self.flow_to_drift(self.net_eval(*self.flow_input(x, t), y, guidance), x, t)
 
     # ---- importance sampling of t for the likelihood weighting ---------------------------------------------
     def _is_cdf(self, t):
@@ -323,9 +332,36 @@ class ScoreSDE(DenoiserFamily):
             return (torch.sqrt(c.beta_min ** 2 + 2 * d * B) - c.beta_min) / d
         return u / (2 * math.log(c.sigma_max / c.sigma_min))
 
-    def sample_t(self, n: int, device=None):
-        """Training times and their loss weights ``w(t)`` on ``‖net − target‖²`` (see the module docstring)."""
+    def straight_time(self, t):
+        """``u(t) = m_t/(m_t + std_t)``: the time of the straight path x' = u x_0 + (1 − u) z at t's noise level
+        (decreasing in t)."""
+        m, std = self.marginal(t)
+        return m / (m + std)
+
+    def time_of_straight(self, u):
+        """The inverse of :meth:`straight_time` (float64): cosine VP ``t = atan((1 − u)/u)/(πc/2)``; otherwise
+        bisection on [0, 1] to machine precision."""
         c = self.config
+        u = torch.as_tensor(u, dtype=torch.float64)
+        if c.sde == "vp" and c.schedule == "cosine":
+            return torch.atan2(1 - u, u) / (0.5 * math.pi * c.cosine_c)
+        lo, hi = torch.zeros_like(u), torch.ones_like(u)
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            above = self.straight_time(mid) > u          # u(mid) > u: the answer lies later
+            lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+        return 0.5 * (lo + hi)
+
+    def sample_t(self, n: int, device=None):
+        """Training times and their loss weights ``w(t)`` on ``‖net − target‖²`` (see the module docstring);
+        ``prediction="flow"`` with the default weighting: u uniform on the straight path (weights 1 on
+        ``‖w − (x_0 − z)‖²``)."""
+        c = self.config
+        if c.prediction == "flow" and c.weighting == "default":
+            u_lo, u_hi = (float(self.straight_time(torch.tensor(v, dtype=torch.float64))) for v in (1.0, c.t_eps))
+            u = u_lo + (u_hi - u_lo) * torch.rand(n, dtype=torch.float64, device=device)
+            t = self.time_of_straight(u).clamp(c.t_eps, 1.0).float()
+            return t, torch.ones_like(t)
         if c.weighting == "likelihood" and c.importance:
             lo, hi = self._is_cdf(c.t_eps), self._is_cdf(1.0)
             u = lo + (hi - lo) * torch.rand(n, dtype=torch.float64, device=device)
@@ -361,6 +397,9 @@ class ScoreSDE(DenoiserFamily):
         else:
             dm, dstd = self.marginal_dot(t)
             target = _bshape(dm, x) * x + _bshape(dstd, x) * z  # v = ṁ x_0 + (std)˙ z
+            if self.config.prediction == "flow" and self.config.weighting == "default":   # flow matching's loss
+                out = self.net_eval(*self.flow_input(xt, t), y)
+                return (w * ((out - (x - z)) ** 2).flatten(1).sum(1)).mean()
             return (w * ((self.net_drift(xt, t, y) - target) ** 2).flatten(1).sum(1)).mean()
         return (w * ((self.net_eval(xt, t, y) - target) ** 2).flatten(1).sum(1)).mean()
 
