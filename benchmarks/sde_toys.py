@@ -59,6 +59,14 @@ FM_PER_TOY = {
     "checkerboard": dict(steps=32000, batch=512, cfg=dict(x_fourier=64, x_fourier_sigma=1.0)),
 }
 
+# titles of test-split tables other than the headline (others: "earlier configuration")
+TAG_TITLES = {
+    "s5f": "session 5: `prediction=\"flow\"` (the straight-path network, commit 269cab0) at flow matching's per-toy "
+           "budget, FM_PER_TOY, `--fm-budget`",
+    "s5-flow-out": "session 5, superseded: an earlier `prediction=\"flow\"` that predicted E[x₀ − z | x_t] from the "
+                   "unscaled (x_t, t) with uniform t (commit 4edd0cc), at flow matching's budget",
+}
+
 TRAIN_EVAL_DEFAULTS = {"steps": 4000, "batch": 256, "lr": 2e-3, "warmup": 100, "ema": 0.995, "grad-clip": 1.0,
                        "width": 128, "depth": 3, "emb-dim": 64, "embedding": "sinusoidal", "x-scale": 0.5,
                        "n-train": 100_000, "n-nll": 2000, "n-ed": 2000, "rtol": 1e-5, "atol": 1e-5}
@@ -89,6 +97,15 @@ COMMANDS = [
     "# session 5 (tag s5, in the headline with s4): rings at 64000 steps (val 0.032 there against 0.057 at 32000):",
     "nice -n 5 python benchmarks/sde_toys.py run --set schedule=cosine --set x_fourier=64 --set x_fourier_sigma=2.0 "
     "--steps 64000 --rtol 1e-4 --atol 1e-4 --tag s5 --seeds 0,1,2 --toys rings      # one process per seed",
+    "# session 5 (tag s5f): prediction='flow' at flow matching's per-toy steps, batch and features (FM_PER_TOY);",
+    "# (tag s5-flow-out: the same command with commit 4edd0cc's earlier prediction='flow', superseded):",
+    "for s in 0 1 2; do nice -n 5 python benchmarks/sde_toys.py run --fm-budget --set schedule=cosine --set prediction=flow "
+    "--rtol 1e-4 --atol 1e-4 --tag s5f --seeds $s --toys checkerboard,rings,2spirals,pinwheel,circles,8gaussians,moons,"
+    "swissroll & done",
+    "# session 5 val (seed 0; circles 4000 steps, rings 16000 with F=64 σ=2; written to /tmp, then appended and retagged:",
+    "# flow-out = commit 4edd0cc, flow-in-out = input scaling too with uniform t, flow = commit 269cab0):",
+    "python benchmarks/sde_toys.py run --split val --n-nll 1000 --rtol 1e-4 --atol 1e-4 --set schedule=cosine "
+    "--set prediction=flow --toys circles --steps 4000 --seeds 0 --tag flow",
     "# session 4 tuning (val split, seed 0 unless stated, 1000 points), e.g.:",
     "nice -n 5 python benchmarks/sde_toys.py run --split val --seeds 0 --n-nll 1000 --rtol 1e-4 --atol 1e-4 "
     "--set schedule=cosine --toys circles --tag tune-cos --steps 8000",
@@ -224,11 +241,12 @@ def report(a):
               f"test points, exact divergence, dopri5 at the listed rtol = atol; energy distance of {r0['n_ed']} "
               f"samples (dopri5 on the same ODE) to {r0['n_ed']} other test points. Median over seeds (each seed's "
               "gap ± s.e. listed).", ""] + _table(final)
-    other = sorted({r["tag"] for r in rows if r["split"] == "test" and r.get("tag") not in tags})
+    other = sorted({r["tag"] for r in rows if r["split"] == "test" and r.get("tag") not in tags},
+                   key=lambda tg: (tg not in TAG_TITLES, tg))
     for tag in other:
         rr = [r for r in rows if r["split"] == "test" and r.get("tag") == tag]
-        L += [f"### Test split, tag `{tag}` (earlier configuration, same protocol; not the headline)", ""] \
-            + _table(rr, only_run=True)
+        title = TAG_TITLES.get(tag, "earlier configuration, same protocol; not the headline")
+        L += [f"### Test split, tag `{tag}` ({title})", ""] + _table(rr, only_run=True)
     if tune:
         L += ["## Tuning (validation split only)", "",
               "| tag | toy | settings | val KL gap ± s.e. | paired KL | energy dist. (data vs data) | NLL tol / NFE | "
