@@ -102,6 +102,9 @@ COMMANDS = [
     "for s in 0 1 2; do nice -n 5 python benchmarks/sde_toys.py run --fm-budget --set schedule=cosine --set prediction=flow "
     "--rtol 1e-4 --atol 1e-4 --tag s5f --seeds $s --toys checkerboard,rings,2spirals,pinwheel,circles,8gaussians,moons,"
     "swissroll & done",
+    "# then checkerboard with flow matching's t_power=2 (FM_PER_TOY lacks it; flow matching's checkerboard setting has it):",
+    "for s in 0 1 2; do nice -n 5 python benchmarks/sde_toys.py run --fm-budget --set schedule=cosine --set prediction=flow "
+    "--set t_power=2 --rtol 1e-4 --atol 1e-4 --tag s5f --seeds $s --toys checkerboard & done",
     "# session 5 val (seed 0; circles 4000 steps, rings 16000 with F=64 σ=2; written to /tmp, then appended and retagged:",
     "# flow-out = commit 4edd0cc, flow-in-out = input scaling too with uniform t, flow = commit 269cab0):",
     "python benchmarks/sde_toys.py run --split val --n-nll 1000 --rtol 1e-4 --atol 1e-4 --set schedule=cosine "
@@ -156,6 +159,8 @@ def describe(r) -> str:
              f"weighting={c.get('weighting', 'default')}"]
     if c.get("x_fourier"):
         parts.append(f"Fourier F={c['x_fourier']} σ={c.get('x_fourier_sigma', 1.0)}")
+    if c.get("t_power", 1.0) != 1.0:
+        parts.append(f"t_power={c['t_power']:g}")
     parts.append(f"MLP {n['width']}×{n['depth']}")
     parts.append(f"{t['steps']} steps" + ("" if t.get("grad_clip") == 1.0 else f", grad clip {t.get('grad_clip'):g}")
                  + ("" if t.get("batch", 256) == 256 else f", batch {t['batch']}"))

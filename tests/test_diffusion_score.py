@@ -375,3 +375,12 @@ def test_flow_training_times_are_uniform_on_the_straight_path(sde):
     xt = mt[:, None] * x + std[:, None] * z
     want = ((m.net_eval(*m.flow_input(xt, t.double())) - (x - z)) ** 2).sum(1).mean()
     assert torch.allclose(loss, want, rtol=1e-6), (loss, want)
+    # t_power = p: the normalised u has flow matching's CDF 1 − (1 − τ)^{1/p}
+    mp = gl.create("score-sde", data=DataInfo(shape=(2,)), width=8, depth=1, prediction="flow", t_eps=1e-5,
+                   sigma_max=50.0, t_power=2.0, **sde_kw(sde))
+    torch.manual_seed(0)
+    v = ((mp.straight_time(mp.sample_t(100_000)[0].double()) - lo) / (hi - lo)).sort().values
+    ks = (1 - (1 - v).clamp_min(0) ** 0.5 - torch.arange(1, len(v) + 1, dtype=torch.float64) / len(v)).abs().max()
+    assert ks < 1.63 / math.sqrt(len(v)), ks
+    with pytest.raises(gl.models.ModelError, match="t_power"):
+        gl.create("score-sde", data=DataInfo(shape=(2,)), prediction="velocity", t_power=2.0)

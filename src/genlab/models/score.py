@@ -38,7 +38,8 @@ Objective: weighted denoising score matching (Song et al. 2021 eq. 7) with ``x_t
   ``E[z] = (x − m w)/(m + std)``, so the drift is ``(ṁ (x + std w) + (std)˙ (x − m w))/(m + std)``, affine
   in w; the drift error is ``(ṁ std − (std)˙ m)/(m + std)`` times the error in w (−(πc/2)/(cos + sin)
   under the cosine schedule, nearly constant). With ``weighting="default"`` the training is flow matching's
-  exactly: u ~ U[u(1), u(t_ε)] (t = the time with that u) and the loss ``‖w − (x_0 − z)‖²``; the minimiser
+  exactly: u ~ U[u(1), u(t_ε)] (t = the time with that u; ``t_power=p`` draws u = u(1) + (u(t_ε) − u(1))(1 − (1 − v)^p),
+  v ~ U, more times near the data, as flow matching's ``t_power``) and the loss ``‖w − (x_0 − z)‖²``; the minimiser
   is the same as ``velocity``'s (the probability-flow drift). On the 2-D toys it needs flow matching's
   training steps where ``velocity`` needed up to 4× more (benchmarks/results/sde_toys_notes.md).
 ``weighting="default"``: λ = std² for ``eps`` (loss ``‖net − z‖²``), λ = g⁴/4 for ``velocity`` (loss
@@ -200,6 +201,7 @@ class ScoreSDE(DenoiserFamily):
         prediction: str = "eps"               # eps | velocity (network = probability-flow drift) | flow (E[x_0 − z | x_t])
         weighting: str = "default"            # default | likelihood (λ = g²)
         importance: bool = True               # likelihood weighting: sample t ∝ g²/std² (importance sampling)
+        t_power: float = 1.0                  # prediction="flow": straight-path times u = 1 − (1 − v)^p, v ~ U (flow matching's)
 
     @classmethod
     def default_config(cls, info):
@@ -223,6 +225,9 @@ class ScoreSDE(DenoiserFamily):
             raise ModelError(f"prediction must be one of {PREDICTIONS}, got {c.prediction!r}")
         if c.weighting not in ("default", "likelihood"):
             raise ModelError(f"weighting must be 'default' or 'likelihood', got {c.weighting!r}")
+        if not c.t_power > 0 or (c.t_power != 1.0 and not (c.prediction == "flow" and c.weighting == "default")):
+            raise ModelError(f"t_power must be > 0 and needs prediction='flow' with weighting='default', got "
+                             f"t_power={c.t_power}, prediction={c.prediction!r}, weighting={c.weighting!r}")
         if not 0 < c.t_eps < 1:
             raise ModelError(f"need 0 < t_eps < 1, got {c.t_eps}")
         self.net = self.build_net()
@@ -359,7 +364,9 @@ class ScoreSDE(DenoiserFamily):
         c = self.config
         if c.prediction == "flow" and c.weighting == "default":
             u_lo, u_hi = (float(self.straight_time(torch.tensor(v, dtype=torch.float64))) for v in (1.0, c.t_eps))
-            u = u_lo + (u_hi - u_lo) * torch.rand(n, dtype=torch.float64, device=device)
+            v = torch.rand(n, dtype=torch.float64, device=device)
+            v = v if c.t_power == 1.0 else 1 - (1 - v) ** c.t_power     # flow matching's sample_times
+            u = u_lo + (u_hi - u_lo) * v
             t = self.time_of_straight(u).clamp(c.t_eps, 1.0).float()
             return t, torch.ones_like(t)
         if c.weighting == "likelihood" and c.importance:
