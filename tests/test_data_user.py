@@ -308,6 +308,44 @@ def test_verify_checksum(tmp_path):
         user.download("cifar10", str(tmp_path))
 
 
+
+def test_download_fetches_verifies_and_loads_local_files(tmp_path, monkeypatch):
+    """``download=`` runs the real fetch path (urllib, a .part file renamed on success, checksum, load) on
+    file:// URLs of files the test writes; without ``download`` nothing is fetched, and a mirror whose file
+    does not match its checksum gives an error naming the file."""
+    import urllib.request
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    rng = np.random.default_rng(2)
+    arrays = {"train-images-idx3-ubyte.gz": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+              "train-labels-idx1-ubyte.gz": (np.arange(20) % 10).astype(np.uint8),
+              "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+              "t10k-labels-idx1-ubyte.gz": np.arange(5, dtype=np.uint8)}
+    res = []
+    for name, arr in arrays.items():
+        _write_idx(mirror / name, arr, gz=True)
+        res.append(((mirror / name).as_uri(), {"sha256": hashlib.sha256((mirror / name).read_bytes()).hexdigest()}))
+    monkeypatch.setitem(user.RESOURCES, "mnist", res)
+    root = tmp_path / "mnist"
+    root.mkdir()
+    (tmp_path / "other").mkdir()
+    calls = []
+    real = urllib.request.urlretrieve
+    monkeypatch.setattr(urllib.request, "urlretrieve", lambda url, dest: calls.append(url) or real(url, dest))
+    with pytest.raises(DataError):                                      # default: an empty folder, no fetch
+        gl.load_dataset(str(root), "test")
+    assert calls == []
+    te = gl.load_dataset(str(root), "test", download=True)              # "mnist" from the folder's name
+    assert len(calls) == 4 and sorted(os.listdir(root)) == sorted(arrays)
+    assert np.array_equal(te.x[:, 0].numpy(), arrays["t10k-images-idx3-ubyte.gz"])
+    assert np.array_equal(te.y.numpy(), arrays["t10k-labels-idx1-ubyte.gz"])
+    gl.load_dataset(str(root), "test", download=True)                   # present and verified: not fetched again
+    assert len(calls) == 4
+    (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not the file")
+    with pytest.raises(DataError, match="checksum mismatch .*t10k-labels-idx1-ubyte.gz"):
+        gl.load_dataset(str(tmp_path / "other"), "test", download="mnist")
+
+
 # ------------------------------------------------------------------------------------------ properties
 
 from hypothesis import given, settings, strategies as st  # noqa: E402

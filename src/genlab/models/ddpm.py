@@ -163,11 +163,15 @@ class DenoiserFamily(GenerativeModel):
             return ((z + 1) / 2 * (K - 1)).round().clamp(0, K - 1).long()
         return z / self.config.x_scale
 
+    @property
+    def net_dtype(self) -> torch.dtype:
+        """The network's floating dtype (float64 models for exact checks); float32 if it has no tensors."""
+        return next((p.dtype for p in list(self.net.parameters()) + list(self.net.buffers()) if p.is_floating_point()),
+                    torch.float32)
+
     def randn(self, n: int, generator=None) -> torch.Tensor:
-        net = self.net   # noise in the network's dtype (float64 models for exact checks)
-        dtype = next((p.dtype for p in list(net.parameters()) + list(net.buffers()) if p.is_floating_point()),
-                     torch.float32)
-        return torch.randn((n, *self.info.shape), generator=generator, dtype=dtype).to(self.device)
+        """Standard normal noise of the data's shape in the network's dtype."""
+        return torch.randn((n, *self.info.shape), generator=generator, dtype=self.net_dtype).to(self.device)
 
     def log_scale_correction(self) -> float:
         """log |det d(model space)/d(data)| for continuous data: D · log x_scale."""

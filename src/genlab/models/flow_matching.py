@@ -64,6 +64,7 @@ from .base import GenerativeModel, ModelError
 from .ddpm import (MIXTURE_OUT, DenoiserFamily, NetConfig, check_diffusable, mixture_level_log_prob, mixture_mean,
                    mixture_posterior)
 from .registry import register
+from .schedules import sample_times
 
 PATHS = ("cfm", "rectified", "ot")
 PREDICTIONS = ("velocity", "mixture")
@@ -89,11 +90,6 @@ def conditional_velocity(x: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, sig
     """``u_t(x | x₁) = (x₁ − (1 − σ_min) x) / (1 − (1 − σ_min) t)``"""
     t = t.reshape(-1, *([1] * (x1.ndim - 1)))
     return (x1 - (1 - sigma_min) * x) / (1 - (1 - sigma_min) * t)
-
-
-def sample_times(u: torch.Tensor, power: float = 1.0) -> torch.Tensor:
-    """``t = 1 − (1 − u)^p`` for u ~ U[0, 1]: CDF ``P(t ≤ τ) = 1 − (1 − τ)^{1/p}``, density ``(1 − t)^{1/p − 1} / p``."""
-    return u if power == 1.0 else 1 - (1 - u) ** power
 
 
 def guidance_coef(t: torch.Tensor, sigma_min: float) -> torch.Tensor:
@@ -198,8 +194,8 @@ class FlowMatching(DenoiserFamily):
 
     # ---- prediction="mixture" -----------------------------------------------------------------------------
     def path_std(self, t, x):
-        """``σ_t = 1 − (1 − σ_min) t`` shaped to broadcast against ``x``."""
-        return (1 - (1 - self.sigma_min) * t.to(x.dtype)).reshape(-1, *([1] * (x.ndim - 1)))
+        """``σ_t = 1 − (1 − σ_min) t`` (:func:`path_mean_std`) shaped like ``x``."""
+        return path_mean_std(x, t.to(x.dtype), self.sigma_min)[1]
 
     def mixture_x1(self, out, xt, t):
         """x̂₁ = E[x₁ | x_t] under the network's per-pixel mixture prior ``out`` and ``x_t | x₁ ~ N(t x₁, σ_t²)``,
@@ -346,17 +342,15 @@ class FlowMatching(DenoiserFamily):
             raise ModelError(f"sigma_end must lie in (sigma_min, 1) = ({self.sigma_min}, 1), got {se}")
         B, D = x.shape[0], self.info.dim
         s = (1 - se) / (1 - self.sigma_min)
-        c = self.to_model(x).to(self.randn(1).dtype)
+        c = self.to_model(x).to(self.net_dtype)
         eps = torch.randn(c.shape, generator=generator, dtype=c.dtype).to(self.device)
         xs = s * c + se * eps
         res = ode_log_prob(self.velocity(y, guidance), xs, s, 0.0, standard_normal_log_prob, method=sampler,
                            steps=steps, trace=trace, generator=generator, rtol=rtol, atol=atol)
         self.last_nfe = res.nfe + 1
         log_q = -0.5 * eps.pow(2).flatten(1).sum(1) - D * (math.log(se) + 0.5 * math.log(2 * math.pi))
-        yy = y if y is not None or self.num_classes is None else torch.full((B,), self.num_classes,
-                                                                               dtype=torch.long, device=self.device)
-        with torch.no_grad():
-            out = self._net(xs, torch.full((B,), s, dtype=xs.dtype, device=xs.device), yy)
+        with torch.no_grad():   # the raw mixture outputs (the base class's call: the null label when y is None)
+            out = DenoiserFamily.net_eval(self, xs, torch.full((B,), s, dtype=xs.dtype, device=xs.device), y)
             post = mixture_posterior(out, xs, torch.tensor(s, dtype=xs.dtype), torch.tensor(se * se, dtype=xs.dtype))
             dec = mixture_level_log_prob(*post, c, self.info.num_levels).flatten(1).sum(1)
         return res.log_prob - log_q + dec

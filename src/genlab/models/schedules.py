@@ -170,6 +170,11 @@ def to_eps_x0(pred, xt, ab, parameterization: str):
     raise ValueError(f"unknown parameterization {parameterization!r}; choose eps, x0 or v")
 
 
+def sample_times(u: torch.Tensor, power: float = 1.0) -> torch.Tensor:
+    """Training-time density of flow matching (and score-sde's ``prediction="flow"``): ``t = 1 − (1 − u)^p`` for u ~ U[0, 1]: CDF ``P(t ≤ τ) = 1 − (1 − τ)^{1/p}``, density ``(1 − t)^{1/p − 1} / p``."""
+    return u if power == 1.0 else 1 - (1 - u) ** power
+
+
 def gaussian_kl(mean1, logvar1, mean2, logvar2):
     """KL(N(μ₁, e^{l₁}) ‖ N(μ₂, e^{l₂})) elementwise, nats."""
     return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
@@ -177,4 +182,4 @@ def gaussian_kl(mean1, logvar1, mean2, logvar2):
 
 __all__ = ["DiffusionSchedule", "linear_betas", "cosine_alpha_bar", "linear_alpha_bar", "betas_from_alpha_bar",
            "make_betas", "eps_to_x0", "x0_to_eps", "v_target", "v_to_x0", "v_to_eps", "eps_to_score",
-           "score_to_eps", "to_eps_x0", "gaussian_kl"]
+           "score_to_eps", "to_eps_x0", "gaussian_kl", "sample_times"]

@@ -65,6 +65,7 @@ from ..sampling.sde import euler_maruyama, predictor_corrector
 from .base import ModelError
 from .ddpm import DenoiserFamily, NetConfig
 from .registry import register
+from .schedules import sample_times
 
 
 PREDICTIONS = ("eps", "velocity", "flow")
@@ -364,8 +365,7 @@ class ScoreSDE(DenoiserFamily):
         c = self.config
         if c.prediction == "flow" and c.weighting == "default":
             u_lo, u_hi = (float(self.straight_time(torch.tensor(v, dtype=torch.float64))) for v in (1.0, c.t_eps))
-            v = torch.rand(n, dtype=torch.float64, device=device)
-            v = v if c.t_power == 1.0 else 1 - (1 - v) ** c.t_power     # flow matching's sample_times
+            v = sample_times(torch.rand(n, dtype=torch.float64, device=device), c.t_power)
             u = u_lo + (u_hi - u_lo) * v
             t = self.time_of_straight(u).clamp(c.t_eps, 1.0).float()
             return t, torch.ones_like(t)
@@ -399,16 +399,15 @@ class ScoreSDE(DenoiserFamily):
         m, std = self.marginal(t)
         z = torch.randn_like(x)
         xt = _bshape(m, x) * x + _bshape(std, x) * z
-        if self.config.prediction == "eps":
-            target = z                                          # ‖std · s_θ + z‖² = ‖net − z‖²
+        c = self.config
+        if c.prediction == "eps":
+            pred, target = self.net_eval(xt, t, y), z           # ‖std · s_θ + z‖² = ‖net − z‖²
+        elif c.prediction == "flow" and c.weighting == "default":   # flow matching's loss on the straight path
+            pred, target = self.net_eval(*self.flow_input(xt, t), y), x - z
         else:
             dm, dstd = self.marginal_dot(t)
-            target = _bshape(dm, x) * x + _bshape(dstd, x) * z  # v = ṁ x_0 + (std)˙ z
-            if self.config.prediction == "flow" and self.config.weighting == "default":   # flow matching's loss
-                out = self.net_eval(*self.flow_input(xt, t), y)
-                return (w * ((out - (x - z)) ** 2).flatten(1).sum(1)).mean()
-            return (w * ((self.net_drift(xt, t, y) - target) ** 2).flatten(1).sum(1)).mean()
-        return (w * ((self.net_eval(xt, t, y) - target) ** 2).flatten(1).sum(1)).mean()
+            pred, target = self.net_drift(xt, t, y), _bshape(dm, x) * x + _bshape(dstd, x) * z  # v = ṁ x_0 + (std)˙ z
+        return (w * ((pred - target) ** 2).flatten(1).sum(1)).mean()
 
     def pf_drift(self, y=None, guidance: float = 1.0):
         """Probability-flow ODE ``dx/dt = f(x,t) − ½ g(t)² s_θ(x, t)`` (Song et al. eq. 13); with
