@@ -177,12 +177,18 @@ class Participant:
         self.latencies: list[float] = []
 
     def req(self, method, path, body=None):
-        try:
-            return request(self.port, method, path, body, token=self.token, conn=self.conn)
-        except (http.client.HTTPException, OSError):
-            self.conn.close()
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30.0)
-            raise
+        """One request on the keep-alive connection. If the server had already closed it as idle (uvicorn's
+        keep-alive timeout is 5 s; a participant can wait longer, e.g. at a barrier on a loaded machine) the
+        request was never read: reconnect and send it once more, as browsers do. Other errors propagate."""
+        for attempt in (0, 1):
+            try:
+                return request(self.port, method, path, body, token=self.token, conn=self.conn)
+            except (http.client.HTTPException, OSError) as e:
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30.0)
+                stale = isinstance(e, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError))
+                if attempt or not stale:
+                    raise
 
     def start(self) -> None:
         st, r = self.req("POST", "/api/session", {"consent": True, "client": {"screen_w": 360, "input": "script"}})
